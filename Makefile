@@ -1,0 +1,31 @@
+# `make test` and `make run` set themselves up: a virtual environment in $(VENV), built with
+# $(PYTHON), holding asoq (editable) and its test and dev tools.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint bench run clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check asoq tests benchmarks
+	$(BIN)/ruff format --check asoq tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/enqueue.py
+
+run: $(STAMP)
+	@echo "the sample app arrives with the WSGI middleware (issue 3)"
+
+clean:
+	rm -rf $(VENV) .venv-* .mypy_cache .ruff_cache .pytest_cache

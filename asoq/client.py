@@ -1,0 +1,347 @@
+"""The enqueuing process's side: its worker, the hand-over of tasks, the outcomes coming back.
+
+Each process gets its own worker, started on first use. ``.delay()`` pickles the call in the
+caller (so a bad argument raises right there) and writes one frame to the worker's pipe before
+it returns: once written, the task belongs to the OS and then to the worker, so the caller may
+``os._exit()`` at once. A daemon thread reads outcomes and log records back.
+
+A process forked from one with a worker (a pre-fork server, ``os.fork()``) sees that the worker
+is not its own by comparing PIDs, not with an at-fork hook: uWSGI forks without running them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import os
+import pickle
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import process, protocol
+from .errors import QueueFull, SerializationError, WorkerError
+from .options import WorkerOptions
+from .protocol import FINISHED_HEAD, FrameReader
+from .result import TaskHandle, lost
+
+if TYPE_CHECKING:
+    from .task import Task
+
+logger = logging.getLogger("asoq")
+
+# After the worker is asked to stop, it gets the drain time asked for plus this long to end
+# its executors and exit before it is killed.
+STOP_GRACE = 5.0
+
+
+class _WorkerGone(Exception):
+    pass
+
+
+class Client:
+    """One worker process and the tasks this process handed it that have not finished."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.pid = os.getpid()
+        self.token = secrets.token_hex(4)
+        self.pending: dict[int, TaskHandle[Any]] = {}
+        self.alive = True
+        self.stopping = False
+        self._seq = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._idle = threading.Condition()
+        inbox_read, self.inbox = protocol.make_pipe()
+        outbox_read, outbox_write = protocol.make_pipe()
+        try:
+            self.process = process.spawn(
+                "worker", (inbox_read, outbox_write), (self.pid,), options.python
+            )
+        except OSError as error:
+            os.close(self.inbox)
+            os.close(outbox_read)
+            raise WorkerError(f"cannot start the asoq worker: {error}") from error
+        finally:
+            os.close(inbox_read)
+            os.close(outbox_write)
+        config = {
+            "token": self.token,
+            "sys_path": list(sys.path),
+            "concurrency": options.concurrency,
+            "drain_timeout": options.drain_timeout,
+            "python": options.python,
+            "log_level": logger.getEffectiveLevel(),
+            "setup": list(executor_setup),
+        }
+        protocol.write_all(self.inbox, protocol.pickled_frame(protocol.CONFIG, config))
+        self._reader = threading.Thread(
+            target=self._read, args=(outbox_read,), name="asoq-outcomes", daemon=True
+        )
+        self._reader.start()
+        logger.debug("asoq worker %d starting for process %d", self.process.pid, self.pid)
+
+    def submit(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        pending = self.pending
+        if len(pending) >= self.options.max_pending:
+            raise QueueFull(
+                f"task {task.name!r} not enqueued: {len(pending)} tasks are pending, the "
+                f"max_pending bound of this process's worker"
+            )
+        payload = pickle_arguments(task.name, args, kwargs)
+        seq = next(self._seq)
+        handle: TaskHandle[Any] = TaskHandle(task.name, f"{self.token}-{seq}")
+        frame = task._frame(seq, payload)
+        pending[seq] = handle  # before the write: the outcome may come back before we return
+        try:
+            with self._write_lock:
+                protocol.write_all(self.inbox, frame)
+        except OSError as error:
+            del pending[seq]
+            raise _WorkerGone from error
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Task %s[%s] enqueued", task.name, handle.id)
+        return handle
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self.pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def stop(self, timeout: float) -> bool:
+        """Let the worker run what it holds for up to ``timeout`` s, then end it."""
+        self.stopping = True
+        stop = protocol.STOP_FRAME
+        try:
+            with self._write_lock:
+                protocol.write_all(self.inbox, stop.pack(stop.size - 4, protocol.STOP, timeout))
+        except OSError:
+            pass  # already gone: the reader has counted what it lost
+        clean = True
+        try:
+            self.process.wait(timeout + STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            clean = False
+            logger.error("asoq worker %d did not stop in time; killing it", self.process.pid)
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(STOP_GRACE)
+        os.close(self.inbox)
+        return clean and self.process.returncode == 0 and not self._lost
+
+    def forget(self) -> None:
+        """Drop a worker inherited through ``fork()``: it is the parent's, never ours to use."""
+        with contextlib.suppress(OSError):
+            os.close(self.inbox)
+
+    def _read(self, fd: int) -> None:
+        reader = FrameReader()
+        pending = self.pending
+        unpack_finished = FINISHED_HEAD.unpack_from
+        finished_size = FINISHED_HEAD.size
+        try:
+            while data := os.read(fd, protocol.READ_SIZE):
+                for kind, frame in reader.feed(data):
+                    if kind == protocol.FINISHED:
+                        _, _, seq, ok = unpack_finished(frame)
+                        handle = pending.pop(seq, None)
+                        if handle is not None:
+                            handle._finish(ok, frame[finished_size:])
+                    elif kind == protocol.STARTED:
+                        handle = pending.get(protocol.read_seq(frame))
+                        if handle is not None:
+                            handle._started()
+                    elif kind == protocol.RETRYING:
+                        handle = pending.get(protocol.read_seq(frame))
+                        if handle is not None:
+                            handle._requeued()
+                    elif kind == protocol.LOG:
+                        _emit(protocol.read_pickled(frame))
+                if not pending:
+                    with self._idle:
+                        self._idle.notify_all()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            self._worker_gone()
+
+    _lost = 0
+
+    def _worker_gone(self) -> None:
+        self.alive = False
+        returncode = self.process.wait()
+        handles = list(self.pending.values())
+        self.pending.clear()
+        self._lost = len(handles)
+        if not self.stopping:
+            logger.error(
+                "asoq worker %d ended unexpectedly (exit status %s); %d task(s) it held are lost",
+                self.process.pid,
+                returncode,
+                len(handles),
+            )
+        why = "the worker stopped before running it" if self.stopping else "the worker died"
+        for handle in handles:
+            logger.error("Task %s[%s] lost: %s", handle.task_name, handle.id, why)
+            lost(handle, why)
+        with self._idle:
+            self._idle.notify_all()
+
+
+def _emit(fields: dict[str, Any]) -> None:
+    record = logging.makeLogRecord(fields)
+    target = logging.getLogger(record.name)
+    if target.isEnabledFor(record.levelno):
+        target.handle(record)
+
+
+def pickle_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle a call's arguments, or raise naming the task and the argument that cannot be."""
+    try:
+        return pickle.dumps((args, kwargs), pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        places = [(f"#{i}", value) for i, value in enumerate(args)] + list(kwargs.items())
+        for place, value in places:
+            try:
+                pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+            except Exception as culprit:
+                kind = type(value)
+                raise SerializationError(
+                    f"task {name!r}: argument {place} of type {kind.__module__}.{kind.__qualname__}"
+                    f" cannot be pickled for the worker ({culprit})"
+                ) from culprit
+        raise SerializationError(f"task {name!r}: arguments cannot be pickled ({error})") from error
+
+
+# The process-wide state, behind start_worker()/stop_worker().
+
+_lock = threading.RLock()
+_client: Client | None = None
+_options = WorkerOptions()
+_in_executor = False
+_eager_ids = itertools.count(1)
+#: "module:function" names each executor calls once before its first task (integrations add).
+executor_setup: list[str] = []
+
+
+def mark_executor() -> None:
+    """Called in executors: they run tasks, and never start a worker of their own."""
+    global _in_executor
+    _in_executor = True
+
+
+def _own_client() -> Client | None:
+    global _client
+    client = _client
+    if client is not None and client.pid != os.getpid():
+        client.forget()
+        _client = client = None
+    return client
+
+
+def _current() -> Client | None:
+    global _client
+    client = _client
+    if client is not None and client.alive and client.pid == os.getpid():
+        return client
+    with _lock:
+        client = _own_client()
+        if client is not None and client.alive:
+            return client
+        if _options.eager:
+            return None
+        if _in_executor:
+            raise WorkerError("enqueueing a task from inside a running task is not supported yet")
+        _client = client = Client(_options)
+        return client
+
+
+def enqueue(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Hand one call to this process's worker (started if need be) and return its handle."""
+    client = _current()
+    if client is None:
+        return _run_eagerly(task, args, kwargs)
+    try:
+        return client.submit(task, args, kwargs)
+    except _WorkerGone:
+        # The worker died since the last call. Its reader thread logs what was lost; this
+        # call goes to a new worker, once.
+        client.alive = False
+        client = _current()
+        assert client is not None
+        try:
+            return client.submit(task, args, kwargs)
+        except _WorkerGone as error:
+            raise WorkerError(f"task {task.name!r}: the asoq worker died at start") from error
+
+
+def _run_eagerly(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # The arguments still make the round trip through pickle, so a test catches what the
+    # worker would reject and the task gets copies, as it would in an executor.
+    args, kwargs = pickle.loads(pickle_arguments(task.name, args, kwargs))
+    handle: TaskHandle[Any] = TaskHandle(task.name, f"eager-{next(_eager_ids)}")
+    handle._started()
+    value = task.func(*args, **kwargs)
+    if inspect.iscoroutine(value):
+        value = asyncio.run(value)
+    handle._finish(True, b"", value)
+    return handle
+
+
+def start_worker(**options: Any) -> None:
+    """Start this process's worker now (``.delay()`` would start it on first use).
+
+    Takes the :class:`~asoq.options.WorkerOptions` names. Calling it again is a no-op; calling
+    it with other options while a worker runs is an error. In an executor it does nothing.
+    """
+    global _client, _options
+    if _in_executor:
+        return
+    built = WorkerOptions.build(options) if options else None
+    with _lock:
+        client = _own_client()
+        if client is not None and client.alive:
+            if built is not None and built != _options:
+                raise WorkerError(
+                    "start_worker(): a worker already runs with other options; "
+                    "call stop_worker() first"
+                )
+            return
+        if built is not None:
+            _options = built
+        if not _options.eager:
+            _client = Client(_options)
+
+
+def stop_worker(timeout: float = 10.0) -> bool:
+    """Let this process's worker finish what it holds for up to ``timeout`` s, then stop it.
+
+    Tasks still unfinished then are logged and marked lost. Returns whether everything ran.
+    Options go back to their defaults, eager mode included.
+    """
+    global _client, _options
+    with _lock:
+        client = _own_client()
+        _client = None
+        _options = WorkerOptions()
+    if client is None:
+        return True
+    return client.stop(timeout)
+
+
+def wait_idle(timeout: float | None = None) -> bool:
+    """Wait until every task this process enqueued has finished; return ``False`` on timeout."""
+    client = _own_client()
+    return True if client is None else client.wait_idle(timeout)

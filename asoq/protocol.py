@@ -1,0 +1,166 @@
+"""The frames that travel through the pipes between client, worker and executors.
+
+Every frame is ``<u32 size><u8 kind><body>`` where ``size`` counts the kind byte and the body.
+A task frame keeps its scheduling fields in a fixed binary header so the worker can queue and
+forward it without unpickling the arguments: unpickling may import user code, and the worker
+runs none.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+# client -> worker -> executor
+CONFIG = 1  # body: pickled dict of builtins, always the first frame on a pipe
+TASK = 2
+STOP = 3  # client -> worker: drain everything, then exit; body: f64 timeout
+# executor -> worker
+READY = 4
+DONE = 5
+# worker -> client
+STARTED = 6
+FINISHED = 7
+RETRYING = 8
+LOG = 9
+
+PREFIX = struct.Struct("<IB")
+# seq, priority, due (wall clock, 0: now), time_limit (0: none), retries, retry_backoff, len(name)
+TASK_HEAD = struct.Struct("<IBQhddIdH")
+SEQ = struct.Struct("<IBQ")
+# seq, ok, duration
+DONE_HEAD = struct.Struct("<IBQ?d")
+FINISHED_HEAD = struct.Struct("<IBQ?")
+STOP_FRAME = struct.Struct("<IBd")
+
+# Linux grows a pipe to this without privileges (/proc/sys/fs/pipe-max-size); a larger buffer
+# absorbs bursts while the reader is descheduled, so writers almost never wait.
+PIPE_SIZE = 1 << 20
+READ_SIZE = 1 << 18
+
+
+def task_frame(
+    seq: int,
+    name: bytes,
+    priority: int,
+    due: float,
+    time_limit: float,
+    retries: int,
+    retry_backoff: float,
+    payload: bytes,
+) -> bytes:
+    size = TASK_HEAD.size - 4 + len(name) + len(payload)
+    head = TASK_HEAD.pack(
+        size, TASK, seq, priority, due, time_limit, retries, retry_backoff, len(name)
+    )
+    return head + name + payload
+
+
+@dataclass(slots=True)
+class TaskHeader:
+    seq: int
+    priority: int
+    due: float
+    time_limit: float
+    retries: int
+    retry_backoff: float
+    name: str
+    payload_offset: int
+
+
+def read_task(frame: bytes) -> TaskHeader:
+    _, _, seq, priority, due, time_limit, retries, backoff, name_len = TASK_HEAD.unpack_from(frame)
+    start = TASK_HEAD.size
+    name = frame[start : start + name_len].decode()
+    return TaskHeader(seq, priority, due, time_limit, retries, backoff, name, start + name_len)
+
+
+def seq_frame(kind: int, seq: int) -> bytes:
+    return SEQ.pack(SEQ.size - 4, kind, seq)
+
+
+def read_seq(frame: bytes) -> int:
+    seq: int = SEQ.unpack_from(frame)[2]
+    return seq
+
+
+def pickled_frame(kind: int, value: Any) -> bytes:
+    body = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    return PREFIX.pack(len(body) + 1, kind) + body
+
+
+def read_pickled(frame: bytes) -> Any:
+    return pickle.loads(memoryview(frame)[PREFIX.size :])
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a run failed, in builtins only so the worker can read it without user code.
+
+    ``reason`` is ``"raised"``, ``"timeout"``, ``"crashed"`` or ``"lost"``; ``exception`` is
+    the pickled exception when it could be pickled (``b""`` otherwise).
+    """
+
+    reason: str
+    exception_type: str
+    message: str
+    traceback: str = ""
+    exception: bytes = b""
+
+    def encode(self) -> bytes:
+        return pickle.dumps(
+            (self.reason, self.exception_type, self.message, self.traceback, self.exception),
+            pickle.HIGHEST_PROTOCOL,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes | memoryview) -> Failure:
+        return cls(*pickle.loads(data))
+
+
+class FrameReader:
+    """Splits a byte stream into whole frames; a frame may arrive in many reads."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        position = 0
+        end = len(buffer)
+        unpack = PREFIX.unpack_from
+        while end - position >= 5:
+            size, kind = unpack(buffer, position)
+            stop = position + 4 + size
+            if stop > end:
+                break
+            frames.append((kind, bytes(buffer[position:stop])))
+            position = stop
+        del buffer[:position]
+        return frames
+
+
+def make_pipe() -> tuple[int, int]:
+    """A close-on-exec pipe, grown where the OS allows it."""
+    read_end, write_end = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):
+        pass  # not Linux, or a lower limit: the default size still works, with more waiting
+    return read_end, write_end
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to a blocking ``fd`` (``os.write`` may write part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

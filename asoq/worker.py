@@ -1,0 +1,541 @@
+"""The worker process: owns the in-memory queue, runs no user code, supervises executors.
+
+One worker serves the process that started it. It reads task frames from that process's pipe,
+keeps them by priority and due time, hands them to executor processes, and reports each
+outcome back. It restarts an executor that dies or runs past a task's time limit (only the
+task it was running fails), and retries failed tasks that asked for it. When its parent is gone
+(noticed through a pidfd, since many exit paths skip ``atexit``), on SIGTERM, or when asked to
+stop, it runs what it holds within a deadline, logs every task it must drop, and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import process, protocol
+from .protocol import DONE_HEAD, TASK_HEAD, Failure, FrameReader
+from .queue import Job, JobQueue
+
+logger = logging.getLogger("asoq.worker")
+
+# A ready executor may be sent more than one task when they are known to be short: at most
+# this much expected work waits in its pipe, which keeps a no-op task's round trip off the
+# critical path without letting a later, higher-priority task wait long behind prefetched ones.
+PREFETCH_BUDGET = 0.002
+MAX_PREFETCH = 256
+# Without a pidfd the parent is polled this often.
+PARENT_POLL = 0.25
+# An idle executor told to exit gets this long before it is killed.
+EXECUTOR_EXIT_GRACE = 2.0
+BOOT_FAILURES_BEFORE_GIVING_UP = 3
+
+Callback = Callable[[], None]
+
+
+class Sink:
+    """Frames waiting to be written to a non-blocking pipe, sent in as few writes as possible."""
+
+    __slots__ = ("buffer", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def flush(self) -> bool:
+        """Write what the pipe takes now; return whether everything is written."""
+        if self.buffer:
+            try:
+                written = os.write(self.fd, self.buffer)
+            except BlockingIOError:
+                return False
+            del self.buffer[:written]
+        return not self.buffer
+
+
+class Executor:
+    """The worker's view of one executor process and the jobs it was sent, oldest running."""
+
+    def __init__(self, proc: Any, to_fd: int, from_fd: int, pidfd: int | None) -> None:
+        self.process = proc
+        self.pid: int = proc.pid
+        self.sink = Sink(to_fd)
+        self.output = from_fd
+        self.pidfd = pidfd
+        self.reader = FrameReader()
+        self.in_flight: deque[tuple[Job, float]] = deque()  # (job, expected seconds)
+        self.load = 0.0
+        self.started_at = 0.0  # when in_flight[0] started, as time.monotonic()
+        self.ready = False
+        self.killed_for = ""
+        self.gone = False
+
+
+class Worker:
+    def __init__(self, config: dict[str, Any], inbox: int, outbox: int, parent_pid: int) -> None:
+        self.config = config
+        self.token: str = config["token"]
+        self.queue = JobQueue()
+        self.selector = selectors.DefaultSelector()
+        self.inbox = inbox
+        self.inbox_reader = FrameReader()
+        self.outbox = Sink(outbox)
+        self.connected = True
+        self.parent_pid = parent_pid
+        self.executors: list[Executor] = []
+        self.expected: dict[str, float] = {}  # a moving average of run time per task name
+        self.names: dict[bytes, str] = {}
+        self.closing = ""
+        self.deadline = math.inf
+        self.restart_at = math.inf
+        self.boot_failures = 0
+        self.writing: set[int] = set()
+        os.set_blocking(inbox, False)
+        os.set_blocking(outbox, False)
+        self.selector.register(inbox, selectors.EVENT_READ, self.on_inbox)
+        try:
+            self.parent_fd = process.watch(parent_pid)
+        except ProcessLookupError:
+            self.parent_fd = None
+            self.parent_pid = -1  # already gone: the first loop turn starts draining
+        if self.parent_fd is not None:
+            self.selector.register(self.parent_fd, selectors.EVENT_READ, self.on_parent_gone)
+        wake_read, wake_write = os.pipe()
+        for fd in (wake_read, wake_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        self.selector.register(wake_read, selectors.EVENT_READ, lambda: self.on_signal(wake_read))
+
+    # The loop.
+
+    def run(self) -> None:
+        for _ in range(self.config["concurrency"]):
+            self.start_executor()
+        logger.info(
+            "asoq worker %d started for process %d with %d executor(s)",
+            os.getpid(),
+            self.parent_pid,
+            self.config["concurrency"],
+        )
+        try:
+            self.loop()
+        finally:
+            self.shutdown()
+
+    def loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            if self.parent_fd is None and self.connected and not process.alive(self.parent_pid):
+                self.on_parent_gone()
+            if any(executor.pidfd is None for executor in self.executors):
+                self.poll_executors()
+            next_due = self.queue.release_due(now)
+            wake = min(next_due or math.inf, self.deadline, self.restart_at)
+            if now >= self.restart_at:
+                self.restart_at = math.inf
+                self.start_executor()
+            for executor in self.executors:
+                if executor.in_flight and not executor.killed_for:
+                    limit = executor.in_flight[0][0].time_limit
+                    if limit:
+                        if now - executor.started_at > limit:
+                            executor.killed_for = "timeout"
+                            executor.process.kill()
+                        else:
+                            wake = min(wake, executor.started_at + limit)
+            self.dispatch(now)
+            self.flush()
+            if self.closing:
+                if not self.queue and not any(e.in_flight for e in self.executors):
+                    return
+                if now >= self.deadline:
+                    self.drop_everything()
+                    return
+            timeout = None if wake == math.inf else max(0.0, wake - now)
+            if self.parent_fd is None or any(e.pidfd is None for e in self.executors):
+                timeout = PARENT_POLL if timeout is None else min(timeout, PARENT_POLL)
+            for key, _ in self.selector.select(timeout):
+                key.data()
+
+    def dispatch(self, now: float) -> None:
+        queue = self.queue
+        while queue.has_ready():
+            job = queue.peek()
+            cost = self.expected.get(job.name, math.inf)
+            chosen = None
+            for executor in self.executors:
+                if not executor.ready or executor.killed_for:
+                    continue
+                if not executor.in_flight:
+                    chosen = executor
+                    break
+                if (
+                    len(executor.in_flight) < MAX_PREFETCH
+                    and executor.load + cost <= PREFETCH_BUDGET
+                    and (chosen is None or executor.load < chosen.load)
+                ):
+                    chosen = executor
+            if chosen is None:
+                return
+            queue.pop()
+            chosen.in_flight.append((job, cost))
+            chosen.load += cost
+            chosen.sink.buffer += job.frame
+            if len(chosen.in_flight) == 1:
+                chosen.started_at = now
+                self.started(job)
+
+    def flush(self) -> None:
+        sinks = [e.sink for e in self.executors if e.sink.buffer]
+        if self.connected and self.outbox.buffer:
+            sinks.append(self.outbox)
+        for sink in sinks:
+            try:
+                done = sink.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                sink.buffer.clear()
+                if sink is self.outbox:
+                    self.on_parent_gone()
+                continue  # an executor's end shows up as its exit event
+            if done:
+                if sink.fd in self.writing:
+                    self.writing.discard(sink.fd)
+                    self.selector.unregister(sink.fd)
+            elif sink.fd not in self.writing:
+                self.writing.add(sink.fd)
+                self.selector.register(sink.fd, selectors.EVENT_WRITE, lambda: None)
+
+    # Events.
+
+    def on_inbox(self) -> None:
+        try:
+            data = os.read(self.inbox, protocol.READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.selector.unregister(self.inbox)
+            self.on_parent_gone()  # every process that could write to us has ended
+            return
+        for kind, frame in self.inbox_reader.feed(data):
+            if kind == protocol.TASK:
+                self.accept(frame)
+            elif kind == protocol.STOP:
+                timeout = protocol.STOP_FRAME.unpack_from(frame)[2]
+                self.close("stopped by its process", timeout)
+
+    def accept(self, frame: bytes) -> None:
+        _, _, seq, priority, due, limit, retries, backoff, name_size = TASK_HEAD.unpack_from(frame)
+        raw = frame[TASK_HEAD.size : TASK_HEAD.size + name_size]
+        name = self.names.get(raw)
+        if name is None:
+            name = self.names[raw] = raw.decode()
+        job = Job(seq, name, priority, limit, retries, backoff, frame)
+        if due:
+            self.queue.push(job, time.monotonic() + max(0.0, due - time.time()))
+        else:
+            self.queue.push(job)
+
+    def on_parent_gone(self) -> None:
+        if self.parent_fd is not None:
+            self.selector.unregister(self.parent_fd)
+            os.close(self.parent_fd)
+            self.parent_fd = None
+        if not self.connected:
+            return
+        self.connected = False
+        # Whatever the parent wrote before it ended is still in the pipe: take all of it.
+        while True:
+            try:
+                data = os.read(self.inbox, protocol.READ_SIZE)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            for kind, frame in self.inbox_reader.feed(data):
+                if kind == protocol.TASK:
+                    self.accept(frame)
+        self.outbox.buffer.clear()
+        self.close(f"process {self.parent_pid} is gone", self.config["drain_timeout"])
+
+    def on_signal(self, fd: int) -> None:
+        try:
+            received = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        if signal.SIGTERM in received:
+            self.close("got SIGTERM", self.config["drain_timeout"])
+
+    def close(self, why: str, timeout: float) -> None:
+        if self.closing:
+            self.deadline = min(self.deadline, time.monotonic() + timeout)
+            return
+        self.closing = why
+        self.deadline = time.monotonic() + timeout
+        logger.info(
+            "asoq worker %d %s: running the %d task(s) it holds for up to %g s",
+            os.getpid(),
+            why,
+            len(self.queue) + sum(len(e.in_flight) for e in self.executors),
+            timeout,
+        )
+
+    def on_executor_output(self, executor: Executor) -> None:
+        try:
+            data = os.read(executor.output, protocol.READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.on_executor_exit(executor)
+            return
+        self.read_outcomes(executor, data)
+
+    def read_outcomes(self, executor: Executor, data: bytes) -> None:
+        now = time.monotonic()
+        for kind, frame in executor.reader.feed(data):
+            if kind == protocol.DONE:
+                self.done(executor, frame, now)
+            elif kind == protocol.READY:
+                executor.ready = True
+                self.boot_failures = 0
+
+    def done(self, executor: Executor, frame: bytes, now: float) -> None:
+        _, _, seq, ok, duration = DONE_HEAD.unpack_from(frame)
+        job, cost = executor.in_flight.popleft()
+        assert job.seq == seq, "an executor reports its tasks in the order it got them"
+        executor.load = executor.load - cost if executor.in_flight else 0.0
+        previous = self.expected.get(job.name)
+        self.expected[job.name] = duration if previous is None else 0.8 * previous + 0.2 * duration
+        if executor.in_flight:
+            executor.started_at = now
+            self.started(executor.in_flight[0][0])
+        if ok:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("Task %s[%s] succeeded in %.6f s", job.name, self.id(job), duration)
+            self.report(job, True, frame[DONE_HEAD.size :])
+        else:
+            self.failed(job, Failure.decode(memoryview(frame)[DONE_HEAD.size :]), now)
+
+    def on_executor_exit(self, executor: Executor) -> None:
+        if executor.gone:
+            return
+        executor.gone = True
+        # Outcomes written before the end are still in the pipe: count them first.
+        while True:
+            try:
+                data = os.read(executor.output, protocol.READ_SIZE)
+            except OSError:
+                break
+            if not data:
+                break
+            self.read_outcomes(executor, data)
+        if executor.process.poll() is None:
+            executor.process.kill()  # closed its pipe but lives on: it is no use to us now
+        returncode = executor.process.wait()
+        if executor.sink.fd in self.writing:
+            self.writing.discard(executor.sink.fd)
+            self.selector.unregister(executor.sink.fd)
+        for fd in (executor.output, executor.pidfd):
+            if fd is not None:
+                self.selector.unregister(fd)
+                os.close(fd)
+        os.close(executor.sink.fd)
+        self.executors.remove(executor)
+        now = time.monotonic()
+        if executor.in_flight:
+            job = executor.in_flight.popleft()[0]
+            if executor.killed_for == "timeout":
+                failure = Failure(
+                    "timeout",
+                    "",
+                    f"ran past its time limit of {job.time_limit:g} s and was stopped",
+                )
+            else:
+                failure = Failure("crashed", "", f"crashed: its executor {_exit_cause(returncode)}")
+            self.failed(job, failure, now)
+            self.queue.push_front(job for job, _ in executor.in_flight)
+        if not executor.ready:
+            self.boot_failures += 1
+            logger.error(
+                "asoq executor %d %s before it was ready", executor.pid, _exit_cause(returncode)
+            )
+            if self.boot_failures >= BOOT_FAILURES_BEFORE_GIVING_UP:
+                for job in self.queue.take_all():
+                    self.failed(job, Failure("crashed", "", "failed: executors cannot start"), now)
+        if self.closing and not self.queue:
+            return
+        if executor.ready:
+            self.start_executor()
+        else:
+            delay = min(5.0, 0.1 * 2**self.boot_failures)
+            self.restart_at = min(self.restart_at, now + delay)
+
+    # Jobs.
+
+    def id(self, job: Job) -> str:
+        return f"{self.token}-{job.seq}"
+
+    def started(self, job: Job) -> None:
+        job.attempt += 1
+        if self.connected:
+            self.outbox.buffer += protocol.seq_frame(protocol.STARTED, job.seq)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Task %s[%s] started (attempt %d)", job.name, self.id(job), job.attempt)
+
+    def failed(self, job: Job, failure: Failure, now: float) -> None:
+        extra = {"asoq_traceback": failure.traceback}
+        if job.attempt <= job.retries:
+            delay = job.retry_backoff * 2 ** (job.attempt - 1)
+            logger.warning(
+                "Task %s[%s] %s; retry %d of %d in %g s",
+                job.name,
+                self.id(job),
+                failure.message,
+                job.attempt,
+                job.retries,
+                delay,
+                extra=extra,
+            )
+            self.queue.push(job, now + delay if delay else 0.0)
+            if self.connected:
+                self.outbox.buffer += protocol.seq_frame(protocol.RETRYING, job.seq)
+            return
+        logger.error("Task %s[%s] %s", job.name, self.id(job), failure.message, extra=extra)
+        self.report(job, False, failure.encode())
+
+    def report(self, job: Job, ok: bool, payload: bytes) -> None:
+        if self.connected:
+            head = protocol.FINISHED_HEAD
+            self.outbox.buffer += head.pack(
+                head.size - 4 + len(payload), protocol.FINISHED, job.seq, ok
+            )
+            self.outbox.buffer += payload
+
+    def drop_everything(self) -> None:
+        why = f"dropped: the drain timeout passed after the worker was {self.closing}"
+        for executor in self.executors:
+            executor.killed_for = "drain"
+            executor.process.kill()
+            dropped = [job for job, _ in executor.in_flight]
+            executor.in_flight.clear()
+            self._drop(dropped, why)
+        self._drop(list(self.queue.take_all()), why)
+
+    def _drop(self, jobs: list[Job], why: str) -> None:
+        for job in jobs:
+            logger.error("Task %s[%s] %s", job.name, self.id(job), why)
+            self.report(job, False, Failure("lost", "", f"was {why}").encode())
+
+    # Executors.
+
+    def start_executor(self) -> None:
+        to_read, to_write = protocol.make_pipe()
+        from_read, from_write = protocol.make_pipe()
+        try:
+            proc = process.spawn(
+                "executor", (to_read, from_write), (os.getpid(),), self.config["python"]
+            )
+        finally:
+            os.close(to_read)
+            os.close(from_write)
+        os.set_blocking(to_write, False)
+        os.set_blocking(from_read, False)
+        try:
+            pidfd = process.watch(proc.pid)
+        except ProcessLookupError:
+            pidfd = None
+        executor = Executor(proc, to_write, from_read, pidfd)
+        config = {"sys_path": self.config["sys_path"], "setup": self.config["setup"]}
+        executor.sink.buffer += protocol.pickled_frame(protocol.CONFIG, config)
+        self.executors.append(executor)
+        self.selector.register(
+            from_read, selectors.EVENT_READ, lambda: self.on_executor_output(executor)
+        )
+        if pidfd is not None:
+            self.selector.register(
+                pidfd, selectors.EVENT_READ, lambda: self.on_executor_exit(executor)
+            )
+
+    def poll_executors(self) -> None:
+        for executor in list(self.executors):
+            if executor.process.poll() is not None:
+                self.on_executor_exit(executor)
+
+    def shutdown(self) -> None:
+        for executor in self.executors:
+            os.close(executor.sink.fd)  # end of input: an idle executor returns from main()
+        deadline = time.monotonic() + EXECUTOR_EXIT_GRACE
+        for executor in self.executors:
+            try:
+                executor.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                executor.process.kill()
+                executor.process.wait()
+        logger.info("asoq worker %d stopped", os.getpid())
+        if self.connected:
+            os.set_blocking(self.outbox.fd, True)
+            with contextlib.suppress(OSError):
+                protocol.write_all(self.outbox.fd, bytes(self.outbox.buffer))
+
+
+def _exit_cause(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class _LogHandler(logging.Handler):
+    """Sends the worker's records to its process's ``asoq`` loggers; to stderr once it is gone."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+        self.fallback = logging.StreamHandler(sys.stderr)
+        self.fallback.setFormatter(
+            logging.Formatter("asoq worker %(process)d: %(levelname)s %(message)s")
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        remote_traceback = getattr(record, "asoq_traceback", "")
+        if remote_traceback:
+            record.exc_text = remote_traceback.rstrip("\n")
+        if not self.worker.connected:
+            self.fallback.handle(record)
+            return
+        fields = dict(record.__dict__)
+        fields.update(msg=record.getMessage(), args=None, exc_info=None, processName="asoq-worker")
+        self.worker.outbox.buffer += protocol.pickled_frame(protocol.LOG, fields)
+
+
+def main(inbox: int, outbox: int, parent_pid: int) -> None:
+    reader = FrameReader()
+    frames: list[tuple[int, bytes]] = []
+    while not frames:
+        data = os.read(inbox, protocol.READ_SIZE)
+        if not data:
+            return  # the parent died before it could say anything
+        frames = reader.feed(data)
+    config: dict[str, Any] = protocol.read_pickled(frames[0][1])
+    worker = Worker(config, inbox, outbox, parent_pid)
+    worker.inbox_reader = reader
+    for kind, frame in frames[1:]:
+        if kind == protocol.TASK:
+            worker.accept(frame)
+    package_logger = logging.getLogger("asoq")
+    package_logger.setLevel(config["log_level"])
+    package_logger.propagate = False
+    package_logger.addHandler(_LogHandler(worker))
+    worker.run()
