@@ -111,10 +111,10 @@ def _importable_name(func: object) -> str:
     rule = "a task must be a module-level function, since the worker imports it by name"
     if func.__name__ == "<lambda>":
         raise TaskDefinitionError(f"task {where} is a lambda; {rule}")
-    if "<locals>" in func.__qualname__:
-        raise TaskDefinitionError(f"task {where} is defined inside a function; {rule}")
-    if func.__qualname__ != func.__name__:
+    if "." in func.__qualname__.rpartition("<locals>.")[2]:
         raise TaskDefinitionError(f"task {where} is defined in a class; {rule}")
+    if func.__qualname__ != func.__name__:
+        raise TaskDefinitionError(f"task {where} is defined inside a function; {rule}")
     if func.__module__ == "__main__":
         raise TaskDefinitionError(
             f"task {func.__qualname__} is defined in __main__, which the worker does not "

@@ -39,6 +39,8 @@ PARENT_POLL = 0.25
 # An idle executor told to exit gets this long before it is killed.
 EXECUTOR_EXIT_GRACE = 2.0
 BOOT_FAILURES_BEFORE_GIVING_UP = 3
+# The worker's exit status when it had to drop tasks, so stop_worker() can tell.
+DROPPED_EXIT_CODE = 3
 
 Callback = Callable[[], None]
 
@@ -99,6 +101,7 @@ class Worker:
         self.deadline = math.inf
         self.restart_at = math.inf
         self.boot_failures = 0
+        self.dropped = 0
         self.writing: set[int] = set()
         os.set_blocking(inbox, False)
         os.set_blocking(outbox, False)
@@ -140,11 +143,12 @@ class Worker:
                 self.on_parent_gone()
             if any(executor.pidfd is None for executor in self.executors):
                 self.poll_executors()
-            next_due = self.queue.release_due(now)
-            wake = min(next_due or math.inf, self.deadline, self.restart_at)
             if now >= self.restart_at:
                 self.restart_at = math.inf
                 self.start_executor()
+            next_due = self.queue.release_due(now)
+            self.dispatch(now)
+            wake = min(next_due or math.inf, self.deadline, self.restart_at)
             for executor in self.executors:
                 if executor.in_flight and not executor.killed_for:
                     limit = executor.in_flight[0][0].time_limit
@@ -154,7 +158,6 @@ class Worker:
                             executor.process.kill()
                         else:
                             wake = min(wake, executor.started_at + limit)
-            self.dispatch(now)
             self.flush()
             if self.closing:
                 if not self.queue and not any(e.in_flight for e in self.executors):
@@ -227,7 +230,10 @@ class Worker:
             self.selector.unregister(self.inbox)
             self.on_parent_gone()  # every process that could write to us has ended
             return
-        for kind, frame in self.inbox_reader.feed(data):
+        self.take(self.inbox_reader.feed(data))
+
+    def take(self, frames: list[tuple[int, bytes]]) -> None:
+        for kind, frame in frames:
             if kind == protocol.TASK:
                 self.accept(frame)
             elif kind == protocol.STOP:
@@ -262,9 +268,7 @@ class Worker:
                 break
             if not data:
                 break
-            for kind, frame in self.inbox_reader.feed(data):
-                if kind == protocol.TASK:
-                    self.accept(frame)
+            self.take(self.inbox_reader.feed(data))
         self.outbox.buffer.clear()
         self.close(f"process {self.parent_pid} is gone", self.config["drain_timeout"])
 
@@ -432,6 +436,7 @@ class Worker:
         self._drop(list(self.queue.take_all()), why)
 
     def _drop(self, jobs: list[Job], why: str) -> None:
+        self.dropped += len(jobs)
         for job in jobs:
             logger.error("Task %s[%s] %s", job.name, self.id(job), why)
             self.report(job, False, Failure("lost", "", f"was {why}").encode())
@@ -530,12 +535,12 @@ def main(inbox: int, outbox: int, parent_pid: int) -> None:
         frames = reader.feed(data)
     config: dict[str, Any] = protocol.read_pickled(frames[0][1])
     worker = Worker(config, inbox, outbox, parent_pid)
-    worker.inbox_reader = reader
-    for kind, frame in frames[1:]:
-        if kind == protocol.TASK:
-            worker.accept(frame)
     package_logger = logging.getLogger("asoq")
     package_logger.setLevel(config["log_level"])
     package_logger.propagate = False
     package_logger.addHandler(_LogHandler(worker))
+    worker.inbox_reader = reader
+    worker.take(frames[1:])
     worker.run()
+    if worker.dropped:
+        sys.exit(DROPPED_EXIT_CODE)
