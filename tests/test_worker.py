@@ -290,3 +290,21 @@ def test_a_killed_worker_is_noticed_and_replaced_at_the_next_enqueue(
     errors = [r.getMessage() for r in asoq_logs.records if r.levelno == logging.ERROR]
     assert any(f"asoq worker {old} ended unexpectedly" in m and "1 task(s)" in m for m in errors)
     release.touch()
+
+
+def test_each_step_is_logged_on_the_asoq_logger(asoq_logs: pytest.LogCaptureFixture) -> None:
+    handle = tasks.add.delay(1, 2)
+    handle.result(timeout=10)
+    pid = worker_pid()
+    asoq.stop_worker(timeout=10)
+    seen = [(r.name, r.levelname, r.getMessage()) for r in asoq_logs.records]
+    task = f"Task tests.tasks:add[{handle.id}]"
+    assert ("asoq", "DEBUG", f"{task} enqueued") in seen
+    assert ("asoq.worker", "DEBUG", f"{task} started (attempt 1)") in seen
+    assert any(m.startswith(f"{task} succeeded in ") for _, level, m in seen if level == "DEBUG")
+    assert ("asoq.worker", "INFO", f"asoq worker {pid} stopped") in seen
+    assert any(
+        m.startswith(f"asoq worker {pid} started for process {os.getpid()}") for *_, m in seen
+    )
+    forwarded = next(r for r in asoq_logs.records if r.name == "asoq.worker")
+    assert forwarded.process == pid and forwarded.processName == "asoq-worker"
