@@ -23,11 +23,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import process, protocol
 from .errors import QueueFull, SerializationError, WorkerError
-from .options import WorkerOptions
+from .options import WORKER_OPTION_NAMES, WorkerOptions
 from .protocol import FINISHED_HEAD, FrameReader
 from .result import TaskHandle, lost
 
@@ -78,7 +79,7 @@ class Client:
             "drain_timeout": options.drain_timeout,
             "python": options.python,
             "log_level": logger.getEffectiveLevel(),
-            "setup": list(executor_setup),
+            "setup": _setup_hooks(),
         }
         protocol.write_all(self.inbox, protocol.pickled_frame(protocol.CONFIG, config))
         self._reader = threading.Thread(
@@ -87,7 +88,10 @@ class Client:
         self._reader.start()
         logger.debug("asoq worker %d starting for process %d", self.process.pid, self.pid)
 
-    def submit(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def prepare(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[int, TaskHandle[Any], bytes]:
+        """Check and pickle one call and count it as pending; ``send`` its frame later."""
         pending = self.pending
         if len(pending) >= self.options.max_pending:
             raise QueueFull(
@@ -97,17 +101,37 @@ class Client:
         payload = pickle_arguments(task.name, args, kwargs)
         seq = next(self._seq)
         handle: TaskHandle[Any] = TaskHandle(task.name, f"{self.token}-{seq}")
-        frame = task._frame(seq, payload)
         pending[seq] = handle  # before the write: the outcome may come back before we return
+        return seq, handle, task._frame(seq, payload)
+
+    def send(self, frames: bytes) -> None:
+        """Write frames to the worker's pipe; once this returns the OS holds them."""
         try:
             with self._write_lock:
-                protocol.write_all(self.inbox, frame)
+                protocol.write_all(self.inbox, frames)
         except OSError as error:
-            del pending[seq]
             raise _WorkerGone from error
+
+    def submit(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        seq, handle, frame = self.prepare(task, args, kwargs)
+        try:
+            self.send(frame)
+        except _WorkerGone:
+            del self.pending[seq]
+            raise
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Task %s[%s] enqueued", task.name, handle.id)
         return handle
+
+    def cancel(self, seqs: list[int], why: str) -> None:
+        """Forget prepared calls that will never be sent, marking each handle lost."""
+        for seq in seqs:
+            handle = self.pending.pop(seq, None)
+            if handle is not None:
+                lost(handle, why)
+        if not self.pending:
+            with self._idle:
+                self._idle.notify_all()
 
     def wait_idle(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -229,11 +253,27 @@ def pickle_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 _lock = threading.RLock()
 _client: Client | None = None
-_options = WorkerOptions()
+_options: WorkerOptions | None = None  # None: built from defaults() when a worker starts
 _in_executor = False
+#: Where options not passed explicitly come from: Django settings once "asoq" is installed.
+defaults: Callable[[], dict[str, Any]] = dict
 _eager_ids = itertools.count(1)
 #: "module:function" names each executor calls once before its first task (integrations add).
 executor_setup: list[str] = []
+
+
+def _setup_hooks() -> list[str]:
+    hooks = list(executor_setup)
+    # An executor is a fresh interpreter: if this process runs Django from a settings module,
+    # the executor sets up the same (checked in sys.modules, so asoq never imports Django).
+    django_conf = sys.modules.get("django.conf")
+    if (
+        django_conf is not None
+        and django_conf.settings.configured
+        and os.environ.get("DJANGO_SETTINGS_MODULE")
+    ):
+        hooks.append("asoq.django_setup:setup")
+    return hooks
 
 
 def mark_executor() -> None:
@@ -260,12 +300,35 @@ def _current() -> Client | None:
         client = _own_client()
         if client is not None and client.alive:
             return client
-        if _options.eager:
+        options = resolved_options()
+        if options.eager:
             return None
         if _in_executor:
             raise WorkerError("enqueueing a task from inside a running task is not supported yet")
-        _client = client = Client(_options)
+        _client = client = Client(options)
         return client
+
+
+def resolved_options(explicit: dict[str, Any] | None = None) -> WorkerOptions:
+    """The options a worker starting now gets: ``explicit`` ones over :data:`defaults`."""
+    if _options is not None and not explicit:
+        return _options
+    known = {k: v for k, v in defaults().items() if k in WORKER_OPTION_NAMES}
+    return WorkerOptions.build({**known, **(explicit or {})})
+
+
+def ensure_worker(explicit: dict[str, Any]) -> None:
+    """Start this process's worker unless it has one (the WSGI middleware's first request)."""
+    global _client, _options
+    if _in_executor:
+        return
+    with _lock:
+        client = _own_client()
+        if client is not None and client.alive:
+            return
+        _options = options = resolved_options(explicit)
+        if not options.eager:
+            _client = Client(options)
 
 
 def enqueue(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -309,18 +372,17 @@ def start_worker(**options: Any) -> None:
     global _client, _options
     if _in_executor:
         return
-    built = WorkerOptions.build(options) if options else None
+    built = resolved_options(options) if options else None
     with _lock:
         client = _own_client()
         if client is not None and client.alive:
-            if built is not None and built != _options:
+            if built is not None and built != client.options:
                 raise WorkerError(
                     "start_worker(): a worker already runs with other options; "
                     "call stop_worker() first"
                 )
             return
-        if built is not None:
-            _options = built
+        _options = built or resolved_options()
         if not _options.eager:
             _client = Client(_options)
 
@@ -329,13 +391,13 @@ def stop_worker(timeout: float = 10.0) -> bool:
     """Let this process's worker finish what it holds for up to ``timeout`` s, then stop it.
 
     Tasks still unfinished then are logged and marked lost. Returns whether everything ran.
-    Options go back to their defaults, eager mode included.
+    Options go back to their defaults (eager mode included): the next start reads them anew.
     """
     global _client, _options
     with _lock:
         client = _own_client()
         _client = None
-        _options = WorkerOptions()
+        _options = None
     if client is None:
         return True
     return client.stop(timeout)

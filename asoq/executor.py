@@ -8,6 +8,7 @@ with its worker (``PR_SET_PDEATHSIG``) and exits when the worker closes its pipe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -16,6 +17,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from . import client, protocol
@@ -26,6 +28,8 @@ from .protocol import DONE_HEAD, Failure, FrameReader
 _FLUSH_AFTER = 0.001
 
 _resolved: dict[str, Callable[..., Any]] = {}
+# Context managers that setup hooks asked to wrap every task in (Django's connection care).
+_around_task: list[Callable[[], AbstractContextManager[None]]] = []
 
 
 def main(inbox: int, outbox: int, worker_pid: int) -> None:
@@ -39,7 +43,9 @@ def main(inbox: int, outbox: int, worker_pid: int) -> None:
     sys.path[:] = config["sys_path"]
     client.mark_executor()
     for hook in config["setup"]:
-        _import(hook)()
+        around = _import(hook)()
+        if around is not None:
+            _around_task.append(around)
     protocol.write_all(outbox, protocol.PREFIX.pack(1, protocol.READY))
     while data := os.read(inbox, protocol.READ_SIZE):
         _run_frames(reader.feed(data), outbox)
@@ -81,11 +87,13 @@ def run(frame: bytes) -> bytes:
     try:
         func = _resolve(head.name)
         args, kwargs = pickle.loads(memoryview(frame)[head.payload_offset :])
-        value = func(*args, **kwargs)
-        if inspect.iscoroutine(value):
-            import asyncio
-
-            value = asyncio.run(value)
+        if _around_task:
+            with contextlib.ExitStack() as stack:
+                for around in _around_task:
+                    stack.enter_context(around())
+                value = _call(func, args, kwargs)
+        else:
+            value = _call(func, args, kwargs)
         payload = b"" if value is None else _pickle_result(head.name, value)
         ok = True
     # A task's SystemExit or KeyboardInterrupt is that task's failure, not the executor's.
@@ -95,6 +103,15 @@ def run(frame: bytes) -> bytes:
     duration = time.perf_counter() - started
     size = DONE_HEAD.size - 4 + len(payload)
     return DONE_HEAD.pack(size, protocol.DONE, head.seq, ok, duration) + payload
+
+
+def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    value = func(*args, **kwargs)
+    if inspect.iscoroutine(value):
+        import asyncio
+
+        value = asyncio.run(value)
+    return value
 
 
 def _resolve(name: str) -> Callable[..., Any]:

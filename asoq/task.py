@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import client, protocol
+from . import client, protocol, request
 from .errors import TaskDefinitionError
 from .options import DEFAULT_OPTIONS, TaskOptions
 from .result import TaskHandle
@@ -52,16 +52,34 @@ class Task(Generic[P, R]):
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
         """Enqueue this call now; return its handle once the worker's pipe has it."""
+        self._check(args, kwargs)
+        held = request.current()
+        if held is not None and held.defer_all:
+            handle: TaskHandle[R] = held.hold(self, args, kwargs)
+        else:
+            handle = client.enqueue(self, args, kwargs)
+        return handle
+
+    def after_response(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+        """Enqueue this call when the current response closes; outside a request, now.
+
+        "Outside a request" is anywhere the WSGI middleware is not handling one: a management
+        command, a shell, a thread started by a view, or Django's test ``Client`` (which does
+        not pass through ``wsgi.py``).
+        """
+        self._check(args, kwargs)
+        held = request.current()
+        if held is not None:
+            handle: TaskHandle[R] = held.hold(self, args, kwargs)
+        else:
+            handle = client.enqueue(self, args, kwargs)
+        return handle
+
+    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             self._check_arguments(*args, **kwargs)
         except TypeError as error:
             raise TypeError(f"task {self.name!r}: {error}") from None
-        handle: TaskHandle[R] = client.enqueue(self, args, kwargs)
-        return handle
-
-    def after_response(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
-        """Enqueue this call when the current response closes; outside a request, now."""
-        return self.delay(*args, **kwargs)
 
     def _frame(self, seq: int, payload: bytes) -> bytes:
         options = self.options
