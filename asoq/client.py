@@ -100,7 +100,7 @@ class Client:
             )
         payload = pickle_arguments(task.name, args, kwargs)
         seq = next(self._seq)
-        handle: TaskHandle[Any] = TaskHandle(task.name, f"{self.token}-{seq}")
+        handle: TaskHandle[Any] = TaskHandle(task.name, self.token, seq)
         pending[seq] = handle  # before the write: the outcome may come back before we return
         return seq, handle, task._frame(seq, payload)
 
@@ -117,7 +117,8 @@ class Client:
         try:
             self.send(frame)
         except _WorkerGone:
-            del self.pending[seq]
+            # The reader thread may have cleared pending already, counting this one lost.
+            self.pending.pop(seq, None)
             raise
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Task %s[%s] enqueued", task.name, handle.id)
@@ -178,14 +179,15 @@ class Client:
             while data := os.read(fd, protocol.READ_SIZE):
                 for kind, frame in reader.feed(data):
                     if kind == protocol.FINISHED:
-                        _, _, seq, ok = unpack_finished(frame)
+                        _, _, seq, ok, attempts = unpack_finished(frame)
                         handle = pending.pop(seq, None)
                         if handle is not None:
-                            handle._finish(ok, frame[finished_size:])
+                            handle._finish(ok, frame[finished_size:], attempts)
                     elif kind == protocol.STARTED:
-                        handle = pending.get(protocol.read_seq(frame))
+                        _, _, seq, attempt = protocol.STARTED_FRAME.unpack_from(frame)
+                        handle = pending.get(seq)
                         if handle is not None:
-                            handle._started()
+                            handle._started(attempt)
                     elif kind == protocol.RETRYING:
                         handle = pending.get(protocol.read_seq(frame))
                         if handle is not None:
@@ -354,12 +356,12 @@ def _run_eagerly(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     # The arguments still make the round trip through pickle, so a test catches what the
     # worker would reject and the task gets copies, as it would in an executor.
     args, kwargs = pickle.loads(pickle_arguments(task.name, args, kwargs))
-    handle: TaskHandle[Any] = TaskHandle(task.name, f"eager-{next(_eager_ids)}")
-    handle._started()
+    handle: TaskHandle[Any] = TaskHandle(task.name, "eager", next(_eager_ids))
+    handle._started(1)
     value = task.func(*args, **kwargs)
     if inspect.iscoroutine(value):
         value = asyncio.run(value)
-    handle._finish(True, b"", value)
+    handle._finish(True, b"", 1, value)
     return handle
 
 

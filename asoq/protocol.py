@@ -28,12 +28,19 @@ RETRYING = 8
 LOG = 9
 
 PREFIX = struct.Struct("<IB")
-# seq, priority, due (wall clock, 0: now), time_limit (0: none), retries, retry_backoff, len(name)
-TASK_HEAD = struct.Struct("<IBQhddIdH")
+# A task frame: what changes per call (seq, due as wall-clock time or 0 for now), then what
+# a task's options fix, which each Task packs once: priority, time_limit (0: none), retries,
+# retry_backoff, len(name); then the name, then the pickled (args, kwargs).
+TASK_CALL = struct.Struct("<IBQd")
+TASK_OPTIONS = struct.Struct("<hdIdH")
+TASK_HEAD_SIZE = TASK_CALL.size + TASK_OPTIONS.size
 SEQ = struct.Struct("<IBQ")
+# seq, attempt
+STARTED_FRAME = struct.Struct("<IBQH")
 # seq, ok, duration
 DONE_HEAD = struct.Struct("<IBQ?d")
-FINISHED_HEAD = struct.Struct("<IBQ?")
+# seq, ok, attempts
+FINISHED_HEAD = struct.Struct("<IBQ?H")
 STOP_FRAME = struct.Struct("<IBd")
 
 # Linux grows a pipe to this without privileges (/proc/sys/fs/pipe-max-size); a larger buffer
@@ -42,21 +49,16 @@ PIPE_SIZE = 1 << 20
 READ_SIZE = 1 << 18
 
 
-def task_frame(
-    seq: int,
-    name: bytes,
-    priority: int,
-    due: float,
-    time_limit: float,
-    retries: int,
-    retry_backoff: float,
-    payload: bytes,
+def task_options(
+    name: bytes, priority: int, time_limit: float, retries: int, retry_backoff: float
 ) -> bytes:
-    size = TASK_HEAD.size - 4 + len(name) + len(payload)
-    head = TASK_HEAD.pack(
-        size, TASK, seq, priority, due, time_limit, retries, retry_backoff, len(name)
-    )
-    return head + name + payload
+    """The part of a task frame that a task's options fix: packed once per task."""
+    return TASK_OPTIONS.pack(priority, time_limit, retries, retry_backoff, len(name)) + name
+
+
+def task_frame(seq: int, due: float, options: bytes, payload: bytes) -> bytes:
+    size = TASK_CALL.size - 4 + len(options) + len(payload)
+    return b"".join((TASK_CALL.pack(size, TASK, seq, due), options, payload))
 
 
 @dataclass(slots=True)
@@ -72,8 +74,11 @@ class TaskHeader:
 
 
 def read_task(frame: bytes) -> TaskHeader:
-    _, _, seq, priority, due, time_limit, retries, backoff, name_len = TASK_HEAD.unpack_from(frame)
-    start = TASK_HEAD.size
+    _, _, seq, due = TASK_CALL.unpack_from(frame)
+    priority, time_limit, retries, backoff, name_len = TASK_OPTIONS.unpack_from(
+        frame, TASK_CALL.size
+    )
+    start = TASK_HEAD_SIZE
     name = frame[start : start + name_len].decode()
     return TaskHeader(seq, priority, due, time_limit, retries, backoff, name, start + name_len)
 
@@ -161,6 +166,8 @@ def make_pipe() -> tuple[int, int]:
 
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of ``data`` to a blocking ``fd`` (``os.write`` may write part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):  # only a large frame or a full pipe gets here
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]

@@ -46,17 +46,33 @@ class TaskHandle(Generic[R]):
     :class:`~asoq.TaskFailed` subclass when it cannot be rebuilt or the run never finished).
     """
 
-    __slots__ = ("_payload", "_value", "_waiter", "attempts", "id", "status", "task_name")
+    __slots__ = (
+        "task_name",
+        "status",
+        "attempts",
+        "_prefix",
+        "_seq",
+        "_payload",
+        "_value",
+        "_waiter",
+    )
 
-    def __init__(self, task_name: str, id: str) -> None:
+    def __init__(self, task_name: str, prefix: str, seq: int) -> None:
         self.task_name = task_name
-        self.id = id
+        self._prefix = prefix
+        self._seq = seq
         self.status = Status.QUEUED
         #: How many runs have started, retries included.
         self.attempts = 0
         self._payload = b""
         self._value: object = _NOT_SET
         self._waiter: threading.Event | None = None
+
+    @property
+    def id(self) -> str:
+        """Unique among this process's tasks; the one the ``asoq`` log records name."""
+        # Formatted on demand: building the string costs a measurable part of .delay().
+        return f"{self._prefix}-{self._seq}"
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.task_name}[{self.id}] {self.status}>"
@@ -95,14 +111,15 @@ class TaskHandle(Generic[R]):
 
     # Called by the client's outcome reader (or inline, in eager mode).
 
-    def _started(self) -> None:
+    def _started(self, attempt: int) -> None:
         self.status = Status.RUNNING
-        self.attempts += 1
+        self.attempts = attempt
 
     def _requeued(self) -> None:
         self.status = Status.QUEUED
 
-    def _finish(self, ok: bool, payload: bytes, value: object = _NOT_SET) -> None:
+    def _finish(self, ok: bool, payload: bytes, attempts: int, value: object = _NOT_SET) -> None:
+        self.attempts = attempts
         self._payload = payload
         self._value = value
         self.status = Status.SUCCEEDED if ok else Status.FAILED
@@ -134,4 +151,4 @@ class TaskHandle(Generic[R]):
 
 def lost(handle: TaskHandle[object], why: str) -> None:
     """Mark ``handle`` failed because its run will never report back."""
-    handle._finish(False, Failure("lost", "", f"was lost: {why}").encode())
+    handle._finish(False, Failure("lost", "", f"was lost: {why}").encode(), handle.attempts)

@@ -34,7 +34,7 @@ class Task(Generic[P, R]):
         self.func = func
         self.options = options
         self._check_arguments = _argument_checker(func)
-        self._name_bytes = self.name.encode()
+        self._pack_options()
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
@@ -48,6 +48,7 @@ class Task(Generic[P, R]):
         copy = object.__new__(Task)
         copy.__dict__.update(self.__dict__)
         copy.options = self.options.replace(self.name, options)
+        copy._pack_options()
         return copy
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
@@ -81,18 +82,20 @@ class Task(Generic[P, R]):
         except TypeError as error:
             raise TypeError(f"task {self.name!r}: {error}") from None
 
-    def _frame(self, seq: int, payload: bytes) -> bytes:
+    def _pack_options(self) -> None:
         options = self.options
-        return protocol.task_frame(
-            seq,
-            self._name_bytes,
+        self._packed_options = protocol.task_options(
+            self.name.encode(),
             options.priority,
-            options.due(),
             options.time_limit or 0.0,
             options.retries,
             options.retry_backoff,
-            payload,
         )
+        self._runs_now = options.countdown is None and options.eta is None
+
+    def _frame(self, seq: int, payload: bytes) -> bytes:
+        due = 0.0 if self._runs_now else self.options.due()
+        return protocol.task_frame(seq, due, self._packed_options, payload)
 
 
 @overload

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import process, protocol
-from .protocol import DONE_HEAD, TASK_HEAD, Failure, FrameReader
+from .protocol import DONE_HEAD, TASK_CALL, TASK_HEAD_SIZE, TASK_OPTIONS, Failure, FrameReader
 from .queue import Job, JobQueue
 
 logger = logging.getLogger("asoq.worker")
@@ -81,6 +81,7 @@ class Executor:
         self.ready = False
         self.killed_for = ""
         self.gone = False
+        self.announced = (0, 0)  # (seq, attempt) of the last run the client was told of
 
 
 class Worker:
@@ -200,6 +201,8 @@ class Worker:
                 self.started(job)
 
     def flush(self) -> None:
+        if self.connected:
+            self.announce_running()
         sinks = [e.sink for e in self.executors if e.sink.buffer]
         if self.connected and self.outbox.buffer:
             sinks.append(self.outbox)
@@ -218,6 +221,22 @@ class Worker:
             elif sink.fd not in self.writing:
                 self.writing.add(sink.fd)
                 self.selector.register(sink.fd, selectors.EVENT_WRITE, lambda: None)
+
+    def announce_running(self) -> None:
+        """Tell the client which task each executor runs now, once per flush.
+
+        A task that started and finished since the last flush is never announced: its
+        FINISHED frame says all, and short tasks would otherwise double the client's reading.
+        """
+        for executor in self.executors:
+            if executor.in_flight:
+                job = executor.in_flight[0][0]
+                if executor.announced != (job.seq, job.attempt):
+                    executor.announced = (job.seq, job.attempt)
+                    frame = protocol.STARTED_FRAME
+                    self.outbox.buffer += frame.pack(
+                        frame.size - 4, protocol.STARTED, job.seq, job.attempt
+                    )
 
     # Events.
 
@@ -241,8 +260,11 @@ class Worker:
                 self.close("stopped by its process", timeout)
 
     def accept(self, frame: bytes) -> None:
-        _, _, seq, priority, due, limit, retries, backoff, name_size = TASK_HEAD.unpack_from(frame)
-        raw = frame[TASK_HEAD.size : TASK_HEAD.size + name_size]
+        _, _, seq, due = TASK_CALL.unpack_from(frame)
+        priority, limit, retries, backoff, name_size = TASK_OPTIONS.unpack_from(
+            frame, TASK_CALL.size
+        )
+        raw = frame[TASK_HEAD_SIZE : TASK_HEAD_SIZE + name_size]
         name = self.names.get(raw)
         if name is None:
             name = self.names[raw] = raw.decode()
@@ -391,8 +413,6 @@ class Worker:
 
     def started(self, job: Job) -> None:
         job.attempt += 1
-        if self.connected:
-            self.outbox.buffer += protocol.seq_frame(protocol.STARTED, job.seq)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Task %s[%s] started (attempt %d)", job.name, self.id(job), job.attempt)
 
@@ -421,7 +441,7 @@ class Worker:
         if self.connected:
             head = protocol.FINISHED_HEAD
             self.outbox.buffer += head.pack(
-                head.size - 4 + len(payload), protocol.FINISHED, job.seq, ok
+                head.size - 4 + len(payload), protocol.FINISHED, job.seq, ok, job.attempt
             )
             self.outbox.buffer += payload
 

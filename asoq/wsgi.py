@@ -55,9 +55,7 @@ class AsoqMiddleware:
         self._worker_options = worker_options
         self._pid = 0  # the process whose worker this middleware started
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._pid != os.getpid():
             self._start()
         held = HeldTasks(self._defer is True)
