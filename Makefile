@@ -25,7 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/enqueue.py
 
 run: $(STAMP)
-	@echo "the sample app arrives with the WSGI middleware (issue 3)"
+	$(BIN)/python sample_app/manage.py migrate --noinput
+	$(BIN)/python sample_app/serve.py $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .ruff_cache .pytest_cache

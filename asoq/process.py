@@ -20,10 +20,11 @@ _ASOQ_ROOT = str(Path(__file__).resolve().parent.parent)
 
 # SIGINT and SIGTERM are ignored before anything is imported: Ctrl-C reaches the whole
 # process group, and a child's lifetime belongs to its parent's protocol, not to the terminal.
+# The first argument only names the process for ps and pgrep: "asoq-worker", "asoq-executor".
 _BOOT = (
     "import signal as s; s.signal(s.SIGINT, s.SIG_IGN); s.signal(s.SIGTERM, s.SIG_IGN)\n"
-    "import sys; sys.path.insert(0, sys.argv[1])\n"
-    "from asoq.{module} import main; main(*map(int, sys.argv[2:]))"
+    "import sys; sys.path.insert(0, sys.argv[2])\n"
+    "from asoq.{module} import main; main(*map(int, sys.argv[3:]))"
 )
 
 
@@ -37,6 +38,7 @@ def spawn(
         *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
         "-c",
         _BOOT.format(module=module),
+        f"asoq-{module}",
         _ASOQ_ROOT,
         *map(str, fds + numbers),
     ]

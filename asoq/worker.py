@@ -46,13 +46,23 @@ Callback = Callable[[], None]
 
 
 class Sink:
-    """Frames waiting to be written to a non-blocking pipe, sent in as few writes as possible."""
+    """Frames waiting to be written to a non-blocking pipe, sent in as few writes as possible.
 
-    __slots__ = ("buffer", "fd")
+    ``added`` and ``written`` count bytes since the start, so a caller can tell whether a frame
+    it added (ending at ``added`` then) has left.
+    """
+
+    __slots__ = ("fd", "buffer", "added", "written")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = bytearray()
+        self.added = 0
+        self.written = 0
+
+    def add(self, frame: bytes) -> None:
+        self.buffer += frame
+        self.added += len(frame)
 
     def flush(self) -> bool:
         """Write what the pipe takes now; return whether everything is written."""
@@ -62,7 +72,12 @@ class Sink:
             except BlockingIOError:
                 return False
             del self.buffer[:written]
+            self.written += written
         return not self.buffer
+
+    def drop(self) -> None:
+        self.written += len(self.buffer)
+        self.buffer.clear()
 
 
 class Executor:
@@ -94,11 +109,13 @@ class Worker:
         self.inbox_reader = FrameReader()
         self.outbox = Sink(outbox)
         self.connected = True
+        self.log_handler = LogHandler(self)
         self.parent_pid = parent_pid
         self.executors: list[Executor] = []
         self.expected: dict[str, float] = {}  # a moving average of run time per task name
         self.names: dict[bytes, str] = {}
-        self.closing = ""
+        self.closing = ""  # why the worker is draining, if it is
+        self.drain_time = 0.0
         self.deadline = math.inf
         self.restart_at = math.inf
         self.boot_failures = 0
@@ -195,7 +212,7 @@ class Worker:
             queue.pop()
             chosen.in_flight.append((job, cost))
             chosen.load += cost
-            chosen.sink.buffer += job.frame
+            chosen.sink.add(job.frame)
             if len(chosen.in_flight) == 1:
                 chosen.started_at = now
                 self.started(job)
@@ -210,9 +227,9 @@ class Worker:
             try:
                 done = sink.flush()
             except (BrokenPipeError, ConnectionResetError):
-                sink.buffer.clear()
                 if sink is self.outbox:
                     self.on_parent_gone()
+                sink.drop()
                 continue  # an executor's end shows up as its exit event
             if done:
                 if sink.fd in self.writing:
@@ -234,8 +251,8 @@ class Worker:
                 if executor.announced != (job.seq, job.attempt):
                     executor.announced = (job.seq, job.attempt)
                     frame = protocol.STARTED_FRAME
-                    self.outbox.buffer += frame.pack(
-                        frame.size - 4, protocol.STARTED, job.seq, job.attempt
+                    self.outbox.add(
+                        frame.pack(frame.size - 4, protocol.STARTED, job.seq, job.attempt)
                     )
 
     # Events.
@@ -257,7 +274,7 @@ class Worker:
                 self.accept(frame)
             elif kind == protocol.STOP:
                 timeout = protocol.STOP_FRAME.unpack_from(frame)[2]
-                self.close("stopped by its process", timeout)
+                self.close("its process asked it to stop", timeout)
 
     def accept(self, frame: bytes) -> None:
         _, _, seq, due = TASK_CALL.unpack_from(frame)
@@ -291,8 +308,14 @@ class Worker:
             if not data:
                 break
             self.take(self.inbox_reader.feed(data))
-        self.outbox.buffer.clear()
-        self.close(f"process {self.parent_pid} is gone", self.config["drain_timeout"])
+        self.disconnect()
+        self.close(f"its process {self.parent_pid} ended", self.config["drain_timeout"])
+
+    def disconnect(self) -> None:
+        """Nobody reads the outbox any more: log records still in it go to stderr instead."""
+        self.connected = False
+        self.log_handler.reroute()
+        self.outbox.drop()
 
     def on_signal(self, fd: int) -> None:
         try:
@@ -300,16 +323,17 @@ class Worker:
         except BlockingIOError:
             return
         if signal.SIGTERM in received:
-            self.close("got SIGTERM", self.config["drain_timeout"])
+            self.close("it got SIGTERM", self.config["drain_timeout"])
 
     def close(self, why: str, timeout: float) -> None:
         if self.closing:
             self.deadline = min(self.deadline, time.monotonic() + timeout)
             return
         self.closing = why
+        self.drain_time = timeout
         self.deadline = time.monotonic() + timeout
         logger.info(
-            "asoq worker %d %s: running the %d task(s) it holds for up to %g s",
+            "asoq worker %d: %s; running the %d task(s) it holds for up to %g s",
             os.getpid(),
             why,
             len(self.queue) + sum(len(e.in_flight) for e in self.executors),
@@ -432,7 +456,7 @@ class Worker:
             )
             self.queue.push(job, now + delay if delay else 0.0)
             if self.connected:
-                self.outbox.buffer += protocol.seq_frame(protocol.RETRYING, job.seq)
+                self.outbox.add(protocol.seq_frame(protocol.RETRYING, job.seq))
             return
         logger.error("Task %s[%s] %s", job.name, self.id(job), failure.message, extra=extra)
         self.report(job, False, failure.encode())
@@ -440,13 +464,13 @@ class Worker:
     def report(self, job: Job, ok: bool, payload: bytes) -> None:
         if self.connected:
             head = protocol.FINISHED_HEAD
-            self.outbox.buffer += head.pack(
-                head.size - 4 + len(payload), protocol.FINISHED, job.seq, ok, job.attempt
+            self.outbox.add(
+                head.pack(head.size - 4 + len(payload), protocol.FINISHED, job.seq, ok, job.attempt)
             )
-            self.outbox.buffer += payload
+            self.outbox.add(payload)
 
     def drop_everything(self) -> None:
-        why = f"dropped: the drain timeout passed after the worker was {self.closing}"
+        why = f"dropped: still unfinished {self.drain_time:g} s after {self.closing}"
         for executor in self.executors:
             executor.killed_for = "drain"
             executor.process.kill()
@@ -481,7 +505,7 @@ class Worker:
             pidfd = None
         executor = Executor(proc, to_write, from_read, pidfd)
         config = {"sys_path": self.config["sys_path"], "setup": self.config["setup"]}
-        executor.sink.buffer += protocol.pickled_frame(protocol.CONFIG, config)
+        executor.sink.add(protocol.pickled_frame(protocol.CONFIG, config))
         self.executors.append(executor)
         self.selector.register(
             from_read, selectors.EVENT_READ, lambda: self.on_executor_output(executor)
@@ -507,6 +531,8 @@ class Worker:
                 executor.process.kill()
                 executor.process.wait()
         logger.info("asoq worker %d stopped", os.getpid())
+        if self.connected and not process.alive(self.parent_pid):
+            self.disconnect()  # it may have ended without our noticing: nobody would read these
         if self.connected:
             os.set_blocking(self.outbox.fd, True)
             with contextlib.suppress(OSError):
@@ -522,27 +548,44 @@ def _exit_cause(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-class _LogHandler(logging.Handler):
-    """Sends the worker's records to its process's ``asoq`` loggers; to stderr once it is gone."""
+class LogHandler(logging.Handler):
+    """Sends the worker's records to its process's ``asoq`` loggers; to stderr once it is gone.
+
+    Records still in the outbox when the process goes are written to stderr too, so the last
+    words of a worker (often the most useful ones) are not lost with the pipe.
+    """
 
     def __init__(self, worker: Worker) -> None:
         super().__init__()
         self.worker = worker
+        self.unsent: deque[tuple[int, logging.LogRecord]] = deque()
         self.fallback = logging.StreamHandler(sys.stderr)
         self.fallback.setFormatter(
-            logging.Formatter("asoq worker %(process)d: %(levelname)s %(message)s")
+            logging.Formatter("[asoq-worker %(process)d] %(levelname)s %(name)s: %(message)s")
         )
 
     def emit(self, record: logging.LogRecord) -> None:
         remote_traceback = getattr(record, "asoq_traceback", "")
         if remote_traceback:
             record.exc_text = remote_traceback.rstrip("\n")
+        outbox = self.worker.outbox
         if not self.worker.connected:
             self.fallback.handle(record)
             return
         fields = dict(record.__dict__)
         fields.update(msg=record.getMessage(), args=None, exc_info=None, processName="asoq-worker")
-        self.worker.outbox.buffer += protocol.pickled_frame(protocol.LOG, fields)
+        outbox.add(protocol.pickled_frame(protocol.LOG, fields))
+        unsent = self.unsent
+        while unsent and unsent[0][0] <= outbox.written:
+            unsent.popleft()
+        unsent.append((outbox.added, record))
+
+    def reroute(self) -> None:
+        written = self.worker.outbox.written
+        for end, record in self.unsent:
+            if end > written:
+                self.fallback.handle(record)
+        self.unsent.clear()
 
 
 def main(inbox: int, outbox: int, parent_pid: int) -> None:
@@ -558,7 +601,7 @@ def main(inbox: int, outbox: int, parent_pid: int) -> None:
     package_logger = logging.getLogger("asoq")
     package_logger.setLevel(config["log_level"])
     package_logger.propagate = False
-    package_logger.addHandler(_LogHandler(worker))
+    package_logger.addHandler(worker.log_handler)
     worker.inbox_reader = reader
     worker.take(frames[1:])
     worker.run()
