@@ -1,7 +1,16 @@
 """System checks for the ``ASOQ_*`` settings, with stable ids.
 
-- ``asoq.E001`` to ``asoq.E006``: a setting has a value outside its rule (one id per setting).
-- ``asoq.W001``: an ``ASOQ_*`` setting that ASOQ does not know (a typo, most likely).
+=============  ==========================================================
+id             reported when
+=============  ==========================================================
+``asoq.E001``  ``ASOQ_DEFER_UNTIL_RESPONSE`` is not a bool
+``asoq.E002``  ``ASOQ_CONCURRENCY`` is not a whole number >= 1
+``asoq.E003``  ``ASOQ_MAX_PENDING`` is not a whole number >= 1
+``asoq.E004``  ``ASOQ_DRAIN_TIMEOUT`` is not a number of seconds >= 0
+``asoq.E005``  ``ASOQ_EAGER`` is not a bool
+``asoq.E006``  ``ASOQ_PYTHON`` is not a path (a string) or None
+``asoq.W001``  an ``ASOQ_*`` setting ASOQ does not know (a typo, most likely)
+=============  ==========================================================
 """
 
 from __future__ import annotations
@@ -15,7 +24,15 @@ from . import conf
 from .errors import InvalidOptions
 from .options import WorkerOptions
 
-_ERROR_IDS = {name: f"asoq.E{number:03d}" for number, name in enumerate(conf.NAMES, start=1)}
+# Ids are part of the API (users silence them in SILENCED_SYSTEM_CHECKS): never renumber.
+_ERROR_IDS = {
+    "defer_until_response": "asoq.E001",
+    "concurrency": "asoq.E002",
+    "max_pending": "asoq.E003",
+    "drain_timeout": "asoq.E004",
+    "eager": "asoq.E005",
+    "python": "asoq.E006",
+}
 
 
 def check_settings(**kwargs: Any) -> list[CheckMessage]:

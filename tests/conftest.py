@@ -52,6 +52,38 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def workers_under(pid: int) -> list[int]:
+    """ASOQ workers among the descendants of ``pid`` (they name themselves on their argv)."""
+    return [p for p in descendants(pid) if "asoq-worker" in command_line(p)]
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports that process ``pid`` listens on, read from /proc (a server bound to port 0
+    does not always print the port it got)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return set()
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def read_records(path: Path) -> list[dict[str, object]]:
     import json
 

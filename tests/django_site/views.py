@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from asoq import client
+
+from .notes import tasks
+from .notes.models import Note
+
+
+def note(request: HttpRequest) -> HttpResponse:
+    """Adds a note in the background, with ``.delay()`` or ``.after_response()``."""
+    how = request.GET.get("how", "after_response")
+    handle = getattr(tasks.add_note, how)(request.GET["text"])
+    return JsonResponse({"id": handle.id, "held": Note.objects.count()})
+
+
+def notes(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"texts": sorted(Note.objects.values_list("text", flat=True))})
+
+
+def options(request: HttpRequest) -> HttpResponse:
+    """What this serving process's worker was started with (the settings under test)."""
+    worker = client._client
+    assert worker is not None
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "worker": worker.process.pid,
+            "concurrency": worker.options.concurrency,
+            "max_pending": worker.options.max_pending,
+        }
+    )
+
+
+def connections(request: HttpRequest) -> HttpResponse:
+    counts = [tasks.connections_opened.delay().result(timeout=30) for _ in range(3)]
+    return JsonResponse({"counts": counts})
