@@ -1,7 +1,9 @@
 # `make test` and `make run` set themselves up: a virtual environment in $(VENV), built with
-# $(PYTHON), holding asoq (editable) and its test and dev tools.
+# $(PYTHON), holding asoq (editable) and its test and dev tools. DJANGO pins another Django
+# release in it (CI: DJANGO='django>=6.0,<6.1'); give each such pin its own VENV.
 PYTHON ?= python3
 VENV ?= .venv
+DJANGO ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -11,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(if $(DJANGO),$(BIN)/python -m pip install --quiet '$(DJANGO)')
 	touch $(STAMP)
 
 test: $(STAMP)

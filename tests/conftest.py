@@ -16,6 +16,12 @@ import asoq
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_report_header() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(f"{name} {version(name)}" for name in ("django", "werkzeug"))
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
     """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -23,6 +29,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+# Runs the rest of the command line with SIGINT at its default, as a terminal would start it:
+# a shell running the tests in the background (or CI) may hand them SIGINT ignored, and
+# Python then never installs its KeyboardInterrupt handler in what they start.
+_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interruptible(command: list[str]) -> list[str]:
+    """``command``, started with SIGINT restored to its default disposition."""
+    return [sys.executable, "-c", _DEFAULT_SIGINT, *command]
 
 
 def running(pid: int) -> bool:
@@ -122,7 +142,7 @@ class Script:
         path.write_text(code)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(
-            [python, *flags, str(path), *args],
+            interruptible([python, *flags, str(path), *args]),
             cwd=self.tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -89,13 +89,73 @@ def test_good_settings_pass_the_checks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["migrate", "--noinput"], ["check"], ["shell", "-c", "print('hello')"]]
+    "command",
+    [
+        ["migrate", "--noinput"],
+        ["check"],
+        ["shell", "-c", "print('hello')"],
+        ["test", "tests.django_site.notes"],
+    ],
 )
 def test_management_commands_start_no_worker(tmp_path: Path, command: list[str]) -> None:
     result = manage(tmp_path, *command)
     assert result.returncode == 0, result.stderr
     # The asoq logger is at DEBUG in these settings: a starting worker would say so.
     assert "asoq worker" not in result.stderr
+
+
+IMPORT_WSGI = """
+import os, threading
+from pathlib import Path
+from tests.django_site.wsgi import application
+children = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+            and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
+assert threading.active_count() == 1 and not children, (threading.enumerate(), children)
+print("nothing started")
+"""
+
+
+def test_importing_the_projects_wsgi_py_starts_nothing(tmp_path: Path, script: Script) -> None:
+    os.environ.update(django_env(tmp_path))
+    try:
+        stdout, stderr = script.run(IMPORT_WSGI)
+    finally:
+        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
+            os.environ.pop(name, None)
+    assert stdout == "nothing started\n" and "asoq worker" not in stderr
+
+
+FILE_RESPONSE = """
+import wsgiref.util
+import asoq
+from werkzeug.wsgi import FileWrapper
+from tests.django_site.wsgi import application
+from tests.django_site.notes.models import Note
+from django.core.management import call_command
+
+call_command("migrate", verbosity=0)
+environ = {"PATH_INFO": "/file", "SCRIPT_NAME": "", "wsgi.file_wrapper": FileWrapper}
+wsgiref.util.setup_testing_defaults(environ)
+result = application(environ, lambda status, headers: None)
+assert type(result) is FileWrapper, type(result)  # the server's own: sendfile still works
+assert b"".join(result) == open(__file__, "rb").read()
+assert not asoq.wait_idle(timeout=0)  # held until close
+result.close()
+assert asoq.wait_idle(timeout=30)
+assert list(Note.objects.values_list("text", flat=True)) == ["file sent"]
+assert asoq.stop_worker(timeout=10)
+print("ok")
+"""
+
+
+def test_a_file_response_keeps_the_servers_file_wrapper(tmp_path: Path, script: Script) -> None:
+    os.environ.update(django_env(tmp_path))
+    try:
+        stdout, _ = script.run(FILE_RESPONSE)
+    finally:
+        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
+            os.environ.pop(name, None)
+    assert stdout == "ok\n"
 
 
 SERVE = """

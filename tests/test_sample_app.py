@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, running, wait_for
+from tests.conftest import ROOT, interruptible, running, wait_for
 
 SAMPLE_APP = ROOT / "sample_app"
 BUTTONS = [
@@ -61,7 +61,7 @@ class Server:
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(SAMPLE_APP / "serve.py"), "--port", "0"],
+                interruptible([sys.executable, str(SAMPLE_APP / "serve.py"), "--port", "0"]),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -192,6 +192,15 @@ def test_the_file_wrapper_is_passed_through_with_its_close_hooked(tmp_path: Path
     assert asoq.wait_idle(timeout=10) and read_records(log)[0]["value"] == "file"
 
 
+def test_held_tasks_go_after_the_applications_own_close(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    _, result = call(AsoqMiddleware(wsgi_apps.app), f"/closing?log={log}&tag=c")
+    assert list(result) == [b"body"]
+    result.close()
+    assert asoq.wait_idle(timeout=10)
+    assert [r["value"] for r in read_records(log)] == ["c:app-closed", "c:task"]
+
+
 def test_close_may_come_from_another_thread(tmp_path: Path) -> None:
     log = tmp_path / "log"
     _, result = call(AsoqMiddleware(wsgi_apps.app), f"/several?log={log}&tag=t")

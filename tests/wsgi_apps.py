@@ -55,6 +55,11 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> object:
         start_response("200 OK", headers)
         return [b"ok"]
 
+    if path == "/closing":
+        tasks.record.after_response(log, f"{tag}:task")
+        start_response("200 OK", headers)
+        return ClosingBody(log, f"{tag}:app-closed")
+
     if path == "/fail-while-streaming":
         tasks.record.after_response(log, f"{tag}:never")
 
@@ -67,3 +72,16 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> object:
 
     start_response("404 Not Found", headers)
     return [b"not found"]
+
+
+class ClosingBody:
+    """A response whose own close() leaves a record, to see what runs first."""
+
+    def __init__(self, log: str, value: str) -> None:
+        self.log, self.value = log, value
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"body"
+
+    def close(self) -> None:
+        tasks.append_line(self.log, value=self.value)

@@ -7,4 +7,5 @@ urlpatterns = [
     path("notes", views.notes),
     path("options", views.options),
     path("connections", views.connections),
+    path("file", views.file),
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 
 from asoq import client
 
@@ -38,3 +38,11 @@ def options(request: HttpRequest) -> HttpResponse:
 def connections(request: HttpRequest) -> HttpResponse:
     counts = [tasks.connections_opened.delay().result(timeout=30) for _ in range(3)]
     return JsonResponse({"counts": counts})
+
+
+def file(request: HttpRequest) -> FileResponse:
+    """The running script itself, sent as a file; a note is added once it is sent."""
+    import __main__
+
+    tasks.add_note.after_response("file sent")
+    return FileResponse(open(__main__.__file__, "rb"))  # FileResponse closes it
