@@ -28,12 +28,30 @@ _BOOT = (
 )
 
 
+def interpreter() -> str:
+    """The Python to start children with: this one, even when embedded.
+
+    Under uWSGI ``sys.executable`` is the uwsgi binary, so a child started with it would be a
+    second server; the interpreter of the same installation is then found under
+    ``sys.prefix`` (a virtual environment's ``bin/python`` included).
+    """
+    if os.path.basename(sys.executable).startswith("python"):
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for prefix in dict.fromkeys((sys.prefix, sys.exec_prefix, sys.base_prefix)):
+        for name in (f"python{version}", "python3", "python"):
+            candidate = os.path.join(prefix, "bin", name)
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return sys.executable
+
+
 def spawn(
     module: str, fds: tuple[int, ...], numbers: tuple[int, ...] = (), python: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``asoq.<module>.main(*fds, *numbers)`` in a new interpreter that inherits ``fds``."""
     command = [
-        python or sys.executable,
+        python or interpreter(),
         # The parent's -W and -X flags, as multiprocessing's spawn passes them.
         *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
         "-c",

@@ -5,8 +5,9 @@ the middleware that enqueues at once, with it the task is held and handed over f
 response's ``close()``. Every task of every round is checked to have run and succeeded (after
 ``wait_idle()``, in the process that enqueued it), and ``max_pending`` is never reached.
 
-1. Requests/s with and without the middleware, two ways, in interleaved rounds (the order
-   alternated), medians and the overhead in percent (extra time per request):
+1. Requests/s with and without the middleware, two ways, in rounds where the two variants
+   take turns block by block; the median of the rounds, and the overhead in percent (the extra
+   time per request), from the medians and paired round by round:
    a. over HTTP: each variant is served by werkzeug's threaded dev server in its own child
       process, both side by side; this process is the load generator, with a few threads each
       reusing one ``http.client.HTTPConnection``. Werkzeug answers every request with
@@ -126,7 +127,7 @@ def print_rates(rates: dict[str, list[float]], unit: str) -> None:
     pairs = list(zip(*(rates[variant] for variant in VARIANTS), strict=True))
     paired = statistics.median(without / with_ - 1 for without, with_ in pairs) * 100
     shown = ", ".join(overhead(without, with_) for without, with_ in pairs)
-    print(f"   overhead, median of the rounds' own: {paired:+.1f}%  (rounds: {shown})")
+    print(f"   overhead paired round by round: {paired:+.1f}% median  (rounds: {shown})")
     print("   target: at most 5% overhead")
 
 
@@ -140,28 +141,35 @@ class QuietHandler(WSGIRequestHandler):
 
 def serve(variant: str) -> None:
     """The server child: print its port, then answer ``check N`` lines until stdin closes."""
-    httpd = make_server(
-        "127.0.0.1", 0, variant_app(variant), threaded=True, request_handler=QuietHandler
-    )
-    thread = threading.Thread(target=httpd.serve_forever, name="serve", daemon=True)
-    thread.start()
     try:
-        print(f"port {httpd.server_port}", flush=True)
-        for line in sys.stdin:
-            command, _, argument = line.partition(" ")
-            if command != "check":
-                raise ValueError(f"unknown command {line!r}")
-            try:
-                bench_apps.check_tasks(int(argument), IDLE_TIMEOUT)
-            except RuntimeError as error:
-                print(f"error {error}", flush=True)
-            else:
-                print("ok", flush=True)
+        application = variant_app(variant)
+        httpd = make_server(
+            "127.0.0.1", 0, application, threaded=True, request_handler=QuietHandler
+        )
+        thread = threading.Thread(target=httpd.serve_forever, name="serve", daemon=True)
+        thread.start()
+        try:
+            print(f"port {httpd.server_port}", flush=True)
+            for line in sys.stdin:
+                answer_check(line)
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(CHILD_TIMEOUT)
     finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(CHILD_TIMEOUT)
         asoq.stop_worker()
+
+
+def answer_check(line: str) -> None:
+    command, _, argument = line.partition(" ")
+    if command != "check":
+        raise ValueError(f"unknown command {line!r}")
+    try:
+        bench_apps.check_tasks(int(argument), IDLE_TIMEOUT)
+    except RuntimeError as error:
+        print(f"error {error}", flush=True)
+    else:
+        print("ok", flush=True)
 
 
 class ServerChild:

@@ -123,3 +123,10 @@ async def async_add(a: int, b: int) -> int:
 def slow(path: str) -> None:
     append_line(path)
     wait_for_path(path + ".never")
+
+
+@task
+def record_slowly(path: str, value: object = None, seconds: float = 0.02) -> None:
+    """Record, a little later: long enough that a reload or a recycling finds tasks queued."""
+    time.sleep(seconds)
+    append_line(path, value=value)

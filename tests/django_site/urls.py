@@ -8,4 +8,5 @@ urlpatterns = [
     path("options", views.options),
     path("connections", views.connections),
     path("file", views.file),
+    path("enqueue", views.enqueue),
 ]

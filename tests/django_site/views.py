@@ -46,3 +46,17 @@ def file(request: HttpRequest) -> FileResponse:
 
     tasks.add_note.after_response("file sent")
     return FileResponse(open(__main__.__file__, "rb"))  # FileResponse closes it
+
+
+def enqueue(request: HttpRequest) -> HttpResponse:
+    """The server matrix's request: one record task with this id, by ``.delay()`` or after."""
+    import time
+
+    from tests import tasks as fixture_tasks
+
+    how = request.GET["how"]
+    task = fixture_tasks.record_slowly
+    call = task.delay if how == "delay" else task.after_response
+    seconds = float(os.environ.get("MATRIX_TASK_SECONDS", "0.02"))
+    handle = call(os.environ["MATRIX_LOG"], {"id": int(request.GET["id"]), "how": how}, seconds)
+    return JsonResponse({"pid": os.getpid(), "id": handle.id, "returned": time.time()})
