@@ -300,3 +300,53 @@ def test_the_original_readmes_start_in_ready_still_works(tmp_path: Path) -> None
         stop(proc)
     # The serving child was killed outright: the worker notices, drains and exits by itself.
     wait_for(lambda: not running(worker), timeout=15, what="the orphaned worker to exit")
+
+
+DATABASE_LOCKED = """
+import sqlite3, sys
+import django
+django.setup()
+from django.core.management import call_command
+import asoq
+from tests.django_site.notes import tasks
+from tests.django_site.notes.models import Note
+
+call_command("migrate", verbosity=0)
+holder = sqlite3.connect(sys.argv[1])
+holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+locked = tasks.add_note.delay("while locked")
+try:
+    locked.result(timeout=30)
+except Exception as error:
+    print("failed:", type(error).__name__, error, flush=True)
+holder.rollback()
+assert tasks.add_note.delay("after").result(timeout=30) is None
+assert list(Note.objects.values_list("text", flat=True)) == ["after"]
+print("id:", locked.id)
+assert asoq.stop_worker(timeout=10)
+"""
+
+
+def test_a_task_raising_while_the_database_is_locked_is_logged_and_the_next_runs(
+    tmp_path: Path, script: Script
+) -> None:
+    db = tmp_path / "db.sqlite3"
+    settings = {
+        "DATABASES": {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(db),
+                "OPTIONS": {"timeout": 0.2},
+            }
+        }
+    }
+    os.environ.update(django_env(tmp_path, **settings))
+    try:
+        stdout, stderr = script.run(DATABASE_LOCKED, str(db))
+    finally:
+        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
+            os.environ.pop(name, None)
+    assert "failed: OperationalError database is locked" in stdout
+    handle_id = stdout.split("id: ")[1].split()[0]
+    expected = f"Task tests.django_site.notes.tasks:add_note[{handle_id}] raised OperationalError"
+    assert expected in stderr and "database is locked" in stderr

@@ -309,3 +309,33 @@ def test_each_step_is_logged_on_the_asoq_logger(asoq_logs: pytest.LogCaptureFixt
     )
     forwarded = next(r for r in asoq_logs.records if r.name == "asoq.worker")
     assert forwarded.process == pid and forwarded.processName == "asoq-worker"
+
+
+def test_an_executor_killed_from_outside_mid_task_costs_only_that_task(
+    tmp_path: Path, asoq_logs: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "log"
+    held = tasks.hold.delay(str(log), str(tmp_path / "never"))
+    after = tasks.add.delay(2, 2)
+    wait_for(lambda: read_records(log), what="the task to start")
+    os.kill(int(read_records(log)[0]["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+    with pytest.raises(TaskCrashed, match="its executor was killed by SIGKILL"):
+        held.result(timeout=10)
+    assert after.result(timeout=10) == 4
+    errors = [r.getMessage() for r in asoq_logs.records if r.levelno == logging.ERROR]
+    assert f"Task tests.tasks:hold[{held.id}] crashed: its executor was killed by SIGKILL" in errors
+
+
+def test_a_task_module_that_fails_to_import_in_the_executor_fails_that_task(
+    asoq_logs: pytest.LogCaptureFixture,
+) -> None:
+    from tests import broken_in_executor
+
+    handle = broken_in_executor.unreachable.delay()
+    with pytest.raises(ImportError, match="refuses to load in an executor"):
+        handle.result(timeout=10)
+    assert tasks.add.delay(1, 1).result(timeout=10) == 2
+    errors = [r for r in asoq_logs.records if r.levelno == logging.ERROR]
+    (failure,) = [r for r in errors if handle.id in r.getMessage()]
+    assert "tests.broken_in_executor:unreachable" in failure.getMessage()
+    assert failure.exc_text and "refuses to load" in failure.exc_text
