@@ -327,6 +327,13 @@ def ensure_worker(explicit: dict[str, Any]) -> None:
     with _lock:
         client = _own_client()
         if client is not None and client.alive:
+            if explicit and resolved_options(explicit) != client.options:
+                logger.warning(
+                    "asoq worker %d already runs with %s; the options given here (%s) are not used",
+                    client.process.pid,
+                    client.options,
+                    explicit,
+                )
             return
         _options = options = resolved_options(explicit)
         if not options.eager:

@@ -64,21 +64,18 @@ class HeldTasks:
     def release(self) -> None:
         """Hand every held call to the worker, in call order, in one write."""
         calls, self._calls = self._calls, []
-        if not calls:
-            return
-        owner = calls[0][0]
-        if any(call[0] is not owner for call in calls):
+        if len(calls) > 1 and any(call[0] is not calls[0][0] for call in calls):
             # The worker was replaced during the request: each call goes to the pipe it was
             # counted for, and a dead one reports its calls lost.
             for call in calls:
                 self._send([call])
-            return
-        self._send(calls)
+        elif calls:
+            self._send(calls)
 
     def _send(self, calls: list[tuple[client.Client, int, TaskHandle[Any], bytes]]) -> None:
         owner = calls[0][0]
         try:
-            owner.send(b"".join(call[3] for call in calls))
+            owner.send(calls[0][3] if len(calls) == 1 else b"".join(call[3] for call in calls))
         except client._WorkerGone:
             for _, _, handle, _ in calls:
                 logger.error("Task %s[%s] lost: the worker died", handle.task_name, handle.id)

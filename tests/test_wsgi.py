@@ -271,3 +271,15 @@ def test_each_process_forked_after_construction_starts_its_own_worker(
     stdout, _ = script.run(PRELOAD)
     pairs = [tuple(map(int, line.split())) for line in stdout.splitlines()]
     assert len(pairs) == 2 and pairs[0][1] != pairs[1][1]
+
+
+def test_a_worker_already_running_is_kept_and_other_options_are_reported(
+    tmp_path: Path, asoq_logs: pytest.LogCaptureFixture
+) -> None:
+    asoq.start_worker()
+    running_client = asoq_client._client
+    _, result = call(AsoqMiddleware(wsgi_apps.app, concurrency=2), f"/several?log={tmp_path}/l")
+    result.close()
+    assert asoq_client._client is running_client
+    warnings = [r.getMessage() for r in asoq_logs.records if r.levelno == logging.WARNING]
+    assert any("the options given here ({'concurrency': 2}) are not used" in m for m in warnings)
