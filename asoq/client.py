@@ -43,7 +43,7 @@ STOP_GRACE = 5.0
 
 
 class _WorkerGone(Exception):
-    pass
+    """Raised inside the client when the worker's pipe is broken: the worker has died."""
 
 
 class Client:
@@ -56,6 +56,7 @@ class Client:
         self.pending: dict[int, TaskHandle[Any]] = {}
         self.alive = True
         self.stopping = False
+        self._lost = 0  # tasks the worker took with it when it ended
         self._seq = itertools.count(1)
         self._write_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -202,8 +203,6 @@ class Client:
         finally:
             os.close(fd)
             self._worker_gone()
-
-    _lost = 0
 
     def _worker_gone(self) -> None:
         self.alive = False

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from . import process, protocol
@@ -41,8 +40,6 @@ EXECUTOR_EXIT_GRACE = 2.0
 BOOT_FAILURES_BEFORE_GIVING_UP = 3
 # The worker's exit status when it had to drop tasks, so stop_worker() can tell.
 DROPPED_EXIT_CODE = 3
-
-Callback = Callable[[], None]
 
 
 class Sink:

@@ -54,8 +54,9 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
+def live_processes() -> dict[int, tuple[int, int]]:
+    """Every live (not zombie) process: its PID, then its parent's PID and its process group."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -63,7 +64,14 @@ def descendants(pid: int) -> list[int]:
             except (FileNotFoundError, ProcessLookupError):
                 continue
             if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
+                table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in live_processes().items():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -136,11 +144,16 @@ class Script:
         self.pids: list[int] = []  # workers and executors it reported, killed at teardown too
 
     def start(
-        self, code: str, *args: str, python: str = sys.executable, flags: tuple[str, ...] = ()
+        self,
+        code: str,
+        *args: str,
+        python: str = sys.executable,
+        flags: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[str]:
         path = self.tmp_path / f"script{len(self.processes)}.py"
         path.write_text(code)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         proc = subprocess.Popen(
             interruptible([python, *flags, str(path), *args]),
             cwd=self.tmp_path,

@@ -28,6 +28,7 @@ SETTINGS = "tests.django_site.settings"
 
 
 def django_env(tmp_path: Path, **settings: Any) -> dict[str, str]:
+    """The environment that points a process at the test project, with these settings."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -116,12 +117,7 @@ print("nothing started")
 
 
 def test_importing_the_projects_wsgi_py_starts_nothing(tmp_path: Path, script: Script) -> None:
-    os.environ.update(django_env(tmp_path))
-    try:
-        stdout, stderr = script.run(IMPORT_WSGI)
-    finally:
-        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
-            os.environ.pop(name, None)
+    stdout, stderr = script.run(IMPORT_WSGI, env=django_env(tmp_path))
     assert stdout == "nothing started\n" and "asoq worker" not in stderr
 
 
@@ -149,12 +145,7 @@ print("ok")
 
 
 def test_a_file_response_keeps_the_servers_file_wrapper(tmp_path: Path, script: Script) -> None:
-    os.environ.update(django_env(tmp_path))
-    try:
-        stdout, _ = script.run(FILE_RESPONSE)
-    finally:
-        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
-            os.environ.pop(name, None)
+    stdout, _ = script.run(FILE_RESPONSE, env=django_env(tmp_path))
     assert stdout == "ok\n"
 
 
@@ -173,12 +164,7 @@ server.serve_forever()
 def django_server(tmp_path: Path, script: Script) -> Any:
     def start(**settings: Any) -> int:
         assert manage(tmp_path, "migrate", "--noinput").returncode == 0
-        os.environ.update(django_env(tmp_path, **settings))  # the script inherits it
-        try:
-            proc = script.start(SERVE)
-        finally:
-            for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
-                os.environ.pop(name, None)
+        proc = script.start(SERVE, env=django_env(tmp_path, **settings))
         assert proc.stdout is not None
         return int(proc.stdout.readline())
 
@@ -229,12 +215,7 @@ print("ok")
 
 
 def test_outside_wsgi_py_after_response_enqueues_at_once(tmp_path: Path, script: Script) -> None:
-    os.environ.update(django_env(tmp_path))
-    try:
-        stdout, _ = script.run(TEST_CLIENT)
-    finally:
-        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
-            os.environ.pop(name, None)
+    stdout, _ = script.run(TEST_CLIENT, env=django_env(tmp_path))
     assert stdout == "ok\n"
 
 
@@ -340,12 +321,7 @@ def test_a_task_raising_while_the_database_is_locked_is_logged_and_the_next_runs
             }
         }
     }
-    os.environ.update(django_env(tmp_path, **settings))
-    try:
-        stdout, stderr = script.run(DATABASE_LOCKED, str(db))
-    finally:
-        for name in ("DJANGO_SETTINGS_MODULE", "ASOQ_TEST_DB", "ASOQ_TEST_SETTINGS"):
-            os.environ.pop(name, None)
+    stdout, stderr = script.run(DATABASE_LOCKED, str(db), env=django_env(tmp_path, **settings))
     assert "failed: OperationalError database is locked" in stdout
     handle_id = stdout.split("id: ")[1].split()[0]
     expected = f"Task tests.django_site.notes.tasks:add_note[{handle_id}] raised OperationalError"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from tests.conftest import Script, read_records
@@ -78,11 +77,8 @@ def test_ten_thousand_tasks_from_eight_threads_while_serving_run_exactly_once(
     script: Script, tmp_path: Path
 ) -> None:
     log = tmp_path / "records"
-    os.environ["MATRIX_LOG"] = str(log)
-    try:
-        stdout, _ = script.run(LOAD, str(THREADS), str(PER_THREAD), str(REQUESTS), timeout=240)
-    finally:
-        del os.environ["MATRIX_LOG"]
+    arguments = (str(THREADS), str(PER_THREAD), str(REQUESTS))
+    stdout, _ = script.run(LOAD, *arguments, timeout=240, env={"MATRIX_LOG": str(log)})
     ids = [r["value"]["id"] for r in read_records(log)]  # type: ignore[index]
     expected = [*range(-3, 0), *range(THREADS * PER_THREAD), *range(10**6, 10**6 + REQUESTS)]
     assert len(ids) == len(expected) and sorted(ids) == sorted(expected)  # type: ignore[type-var]

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, interruptible, running, wait_for
+from tests.conftest import ROOT, interruptible, live_processes, running, wait_for
 
 SAMPLE_APP = ROOT / "sample_app"
 BUTTONS = [
@@ -85,16 +85,7 @@ class Server:
 
     def group(self) -> list[int]:
         """The live processes in the server's process group."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except (FileNotFoundError, ProcessLookupError):
-                    continue
-                if fields[0] != "Z" and int(fields[2]) == self.proc.pid:
-                    found.append(int(entry.name))
-        return found
+        return [pid for pid, (_, group) in live_processes().items() if group == self.proc.pid]
 
     def cleanup(self) -> None:
         # The group outlives its leader while any member lives, so this also reaches a worker
