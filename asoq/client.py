@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import secrets
+import select
 import subprocess
 import sys
 import threading
@@ -40,10 +41,17 @@ logger = logging.getLogger("asoq")
 # After the worker is asked to stop, it gets the drain time asked for plus this long to end
 # its executors and exit before it is killed.
 STOP_GRACE = 5.0
+# The worker reads its pipe all the time (it runs no user code), so a pipe that stays full this
+# long means a worker that is stopped or stuck: enqueuing then fails instead of hanging.
+PIPE_FULL_TIMEOUT = 2.0
 
 
 class _WorkerGone(Exception):
     """Raised inside the client when the worker's pipe is broken: the worker has died."""
+
+
+class _PipeFull(Exception):
+    """Raised inside the client when the worker has not read its pipe for a while."""
 
 
 class Client:
@@ -83,6 +91,7 @@ class Client:
             "setup": _setup_hooks(),
         }
         protocol.write_all(self.inbox, protocol.pickled_frame(protocol.CONFIG, config))
+        os.set_blocking(self.inbox, False)  # see send(): a stuck worker must not block callers
         self._reader = threading.Thread(
             target=self._read, args=(outbox_read,), name="asoq-outcomes", daemon=True
         )
@@ -106,12 +115,43 @@ class Client:
         return seq, handle, task._frame(seq, payload)
 
     def send(self, frames: bytes) -> None:
-        """Write frames to the worker's pipe; once this returns the OS holds them."""
-        try:
-            with self._write_lock:
-                protocol.write_all(self.inbox, frames)
-        except OSError as error:
-            raise _WorkerGone from error
+        """Write frames to the worker's pipe; once this returns the OS holds them.
+
+        One non-blocking write is the common case. If the pipe is full, wait at most
+        ``PIPE_FULL_TIMEOUT`` for the worker to read, then raise ``_PipeFull`` with nothing
+        written. Once part of the frames is in, the rest must follow (a cut frame would
+        corrupt the stream), so a worker that stops reading then is killed.
+        """
+        with self._write_lock:
+            try:
+                written = os.write(self.inbox, frames)
+            except BlockingIOError:
+                written = 0
+            except OSError as error:
+                raise _WorkerGone from error
+            if written < len(frames):
+                self._write_rest(memoryview(frames)[written:], started=written > 0)
+
+    def _write_rest(self, rest: memoryview, started: bool) -> None:
+        deadline = time.monotonic() + PIPE_FULL_TIMEOUT
+        while rest:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self.inbox], [], remaining)[1]:
+                if not started:
+                    raise _PipeFull
+                logger.error(
+                    "asoq worker %d stopped reading in the middle of a frame; killing it",
+                    self.process.pid,
+                )
+                self.process.kill()
+                raise _WorkerGone
+            try:
+                rest = rest[os.write(self.inbox, rest) :]
+            except BlockingIOError:
+                continue
+            except OSError as error:
+                raise _WorkerGone from error
+            started = True
 
     def submit(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         seq, handle, frame = self.prepare(task, args, kwargs)
@@ -121,9 +161,18 @@ class Client:
             # The reader thread may have cleared pending already, counting this one lost.
             self.pending.pop(seq, None)
             raise
+        except _PipeFull:
+            self.pending.pop(seq, None)
+            raise QueueFull(f"task {task.name!r} not enqueued: {self.pipe_full()}") from None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Task %s[%s] enqueued", task.name, handle.id)
         return handle
+
+    def pipe_full(self) -> str:
+        return (
+            f"asoq worker {self.process.pid} has not read its pipe for {PIPE_FULL_TIMEOUT:g} s "
+            f"(is it stopped?)"
+        )
 
     def cancel(self, seqs: list[int], why: str) -> None:
         """Forget prepared calls that will never be sent, marking each handle lost."""
@@ -149,11 +198,9 @@ class Client:
         """Let the worker run what it holds for up to ``timeout`` s, then end it."""
         self.stopping = True
         stop = protocol.STOP_FRAME
-        try:
-            with self._write_lock:
-                protocol.write_all(self.inbox, stop.pack(stop.size - 4, protocol.STOP, timeout))
-        except OSError:
-            pass  # already gone: the reader has counted what it lost
+        # Gone or stuck: the wait below then ends in a kill, and the reader counts the loss.
+        with contextlib.suppress(_WorkerGone, _PipeFull):
+            self.send(stop.pack(stop.size - 4, protocol.STOP, timeout))
         clean = True
         try:
             self.process.wait(timeout + STOP_GRACE)

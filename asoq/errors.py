@@ -20,7 +20,7 @@ class SerializationError(AsoqError, TypeError):
 
 
 class QueueFull(AsoqError):
-    """Raised when enqueuing would pass the worker's ``max_pending`` bound."""
+    """Raised when a task cannot be enqueued now: ``max_pending`` reached, or a stuck worker."""
 
 
 class WorkerError(AsoqError):

@@ -77,13 +77,20 @@ class HeldTasks:
         try:
             owner.send(calls[0][3] if len(calls) == 1 else b"".join(call[3] for call in calls))
         except client._WorkerGone:
-            for _, _, handle, _ in calls:
-                logger.error("Task %s[%s] lost: the worker died", handle.task_name, handle.id)
-            owner.cancel([call[1] for call in calls], "the worker died")
+            self._lose(calls, "the worker died")
+            return
+        except client._PipeFull:
+            self._lose(calls, owner.pipe_full())
             return
         if logger.isEnabledFor(logging.DEBUG):
             for call in calls:
                 logger.debug("Task %s[%s] enqueued", call[2].task_name, call[2].id)
+
+    @staticmethod
+    def _lose(calls: list[tuple[client.Client, int, TaskHandle[Any], bytes]], why: str) -> None:
+        for _, _, handle, _ in calls:
+            logger.error("Task %s[%s] lost: %s", handle.task_name, handle.id, why)
+        calls[0][0].cancel([call[1] for call in calls], why)
 
     def discard(self, why: str) -> None:
         """Drop every held call, each logged at WARNING with its name and id."""

@@ -339,3 +339,21 @@ def test_a_task_module_that_fails_to_import_in_the_executor_fails_that_task(
     (failure,) = [r for r in errors if handle.id in r.getMessage()]
     assert "tests.broken_in_executor:unreachable" in failure.getMessage()
     assert failure.exc_text and "refuses to load" in failure.exc_text
+
+
+def test_a_stopped_worker_makes_enqueue_fail_clearly_not_hang(tmp_path: Path) -> None:
+    asoq.start_worker(max_pending=10**6)
+    assert tasks.add.delay(1, 1).result(timeout=10) == 2
+    pid = worker_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        accepted = []
+        with pytest.raises(QueueFull, match=f"asoq worker {pid} has not read its pipe for 2 s"):
+            # Frames under PIPE_BUF go into a pipe whole or not at all; 1 MiB holds ~500.
+            for _ in range(2000):
+                accepted.append(tasks.echo.delay(b"x" * 2048))
+        assert 0 < len(accepted) < 2000
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert asoq.wait_idle(timeout=30)
+    assert all(handle.result(timeout=0) == 2048 for handle in accepted), "none was cut"
