@@ -86,6 +86,7 @@ class Client:
             "sys_path": list(sys.path),
             "concurrency": options.concurrency,
             "drain_timeout": options.drain_timeout,
+            "max_pending": options.max_pending,
             "python": options.python,
             "log_level": logger.getEffectiveLevel(),
             "setup": _setup_hooks(),
@@ -303,6 +304,7 @@ _lock = threading.RLock()
 _client: Client | None = None
 _options: WorkerOptions | None = None  # None: built from defaults() when a worker starts
 _in_executor = False
+_channel: Any = None
 #: Where options not passed explicitly come from: Django settings once "asoq" is installed.
 defaults: Callable[[], dict[str, Any]] = dict
 _eager_ids = itertools.count(1)
@@ -324,10 +326,12 @@ def _setup_hooks() -> list[str]:
     return hooks
 
 
-def mark_executor() -> None:
-    """Called in executors: they run tasks, and never start a worker of their own."""
-    global _in_executor
+def mark_executor(channel: Any) -> None:
+    """Called in executors: they run tasks and never start a worker of their own; a task
+    enqueued there goes through ``channel`` (an :class:`asoq.executor.TaskChannel`)."""
+    global _in_executor, _channel
     _in_executor = True
+    _channel = channel
 
 
 def _own_client() -> Client | None:
@@ -351,8 +355,6 @@ def _current() -> Client | None:
         options = resolved_options()
         if options.eager:
             return None
-        if _in_executor:
-            raise WorkerError("enqueueing a task from inside a running task is not supported yet")
         _client = client = Client(options)
         return client
 
@@ -388,6 +390,8 @@ def ensure_worker(explicit: dict[str, Any]) -> None:
 
 def enqueue(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Hand one call to this process's worker (started if need be) and return its handle."""
+    if _in_executor:
+        return _channel.submit(task, args, kwargs)
     client = _current()
     if client is None:
         return _run_eagerly(task, args, kwargs)

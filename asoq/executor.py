@@ -11,17 +11,23 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import itertools
 import os
 import pickle
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import client, protocol
 from .protocol import DONE_HEAD, Failure, FrameReader
+from .result import UntrackedHandle
+
+if TYPE_CHECKING:
+    from .task import Task
 
 # Outcomes of tasks that ran back to back are written together, but never held longer than
 # this: the worker times a task from the moment the previous outcome arrives.
@@ -30,6 +36,30 @@ _FLUSH_AFTER = 0.001
 _resolved: dict[str, Callable[..., Any]] = {}
 # Context managers that setup hooks asked to wrap every task in (Django's connection care).
 _around_task: list[Callable[[], AbstractContextManager[None]]] = []
+
+
+class TaskChannel:
+    """How a running task enqueues more tasks: frames on this executor's pipe to its worker.
+
+    The worker queues them with the others; their outcomes are logged there, not reported back
+    (the handle says so if waited for).
+    """
+
+    def __init__(self, outbox: int, token: str) -> None:
+        self.outbox = outbox
+        self.prefix = f"{token}-{os.getpid()}"
+        self.lock = threading.Lock()  # a task's own threads may enqueue while DONE is written
+        self._seq = itertools.count(1)
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            protocol.write_all(self.outbox, data)
+
+    def submit(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        payload = client.pickle_arguments(task.name, args, kwargs)
+        seq = next(self._seq)
+        self.write(task._frame(seq, payload))
+        return UntrackedHandle(task.name, self.prefix, seq)
 
 
 def main(inbox: int, outbox: int, worker_pid: int) -> None:
@@ -41,14 +71,15 @@ def main(inbox: int, outbox: int, worker_pid: int) -> None:
     reader = FrameReader()
     config = _read_config(inbox, reader)
     sys.path[:] = config["sys_path"]
-    client.mark_executor()
+    channel = TaskChannel(outbox, config["token"])
+    client.mark_executor(channel)
     for hook in config["setup"]:
         around = _import(hook)()
         if around is not None:
             _around_task.append(around)
-    protocol.write_all(outbox, protocol.PREFIX.pack(1, protocol.READY))
+    channel.write(protocol.PREFIX.pack(1, protocol.READY))
     while data := os.read(inbox, protocol.READ_SIZE):
-        _run_frames(reader.feed(data), outbox)
+        _run_frames(reader.feed(data), channel)
 
 
 def _read_config(inbox: int, reader: FrameReader) -> dict[str, Any]:
@@ -64,7 +95,7 @@ def _read_config(inbox: int, reader: FrameReader) -> dict[str, Any]:
     return config
 
 
-def _run_frames(frames: list[tuple[int, bytes]], outbox: int) -> None:
+def _run_frames(frames: list[tuple[int, bytes]], channel: TaskChannel) -> None:
     outcomes: list[bytes] = []
     flushed_at = time.monotonic()
     for kind, frame in frames:
@@ -73,11 +104,11 @@ def _run_frames(frames: list[tuple[int, bytes]], outbox: int) -> None:
         outcomes.append(run(frame))
         now = time.monotonic()
         if now - flushed_at > _FLUSH_AFTER:
-            protocol.write_all(outbox, b"".join(outcomes))
+            channel.write(b"".join(outcomes))
             outcomes.clear()
             flushed_at = now
     if outcomes:
-        protocol.write_all(outbox, b"".join(outcomes))
+        channel.write(b"".join(outcomes))
 
 
 def run(frame: bytes) -> bytes:

@@ -22,6 +22,9 @@ class Job:
     retry_backoff: float
     frame: bytes
     attempt: int = 0
+    #: Empty for the client's jobs; for a job a task enqueued, the id prefix of its executor.
+    #: Such a job's outcome is logged but reported to no process.
+    origin: str = ""
 
 
 class JobQueue:

@@ -7,7 +7,7 @@ import pickle
 import threading
 from typing import Generic, TypeVar
 
-from .errors import TaskCrashed, TaskFailed, TaskLost, TaskTimedOut
+from .errors import TaskCrashed, TaskFailed, TaskLost, TaskTimedOut, WorkerError
 from .protocol import Failure
 
 R = TypeVar("R")
@@ -147,6 +147,22 @@ class TaskHandle(Generic[R]):
             error.__cause__ = RemoteTraceback(failure.traceback)
         self._value = error
         return error
+
+
+class UntrackedHandle(TaskHandle[R]):
+    """The handle of a task enqueued from inside a running task.
+
+    Its outcome is logged by the worker like any other, but reported to no process: waiting
+    for it raises :class:`~asoq.WorkerError` rather than block for ever.
+    """
+
+    __slots__ = ()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        raise WorkerError(
+            f"task {self.task_name}[{self.id}] was enqueued from inside a task: its outcome "
+            f"is logged, not reported back, so it cannot be waited for"
+        )
 
 
 def lost(handle: TaskHandle[object], why: str) -> None:

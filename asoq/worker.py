@@ -245,7 +245,7 @@ class Worker:
         for executor in self.executors:
             if executor.in_flight:
                 job = executor.in_flight[0][0]
-                if executor.announced != (job.seq, job.attempt):
+                if not job.origin and executor.announced != (job.seq, job.attempt):
                     executor.announced = (job.seq, job.attempt)
                     frame = protocol.STARTED_FRAME
                     self.outbox.add(
@@ -273,7 +273,7 @@ class Worker:
                 timeout = protocol.STOP_FRAME.unpack_from(frame)[2]
                 self.close("its process asked it to stop", timeout)
 
-    def accept(self, frame: bytes) -> None:
+    def accept(self, frame: bytes, origin: str = "") -> None:
         _, _, seq, due = TASK_CALL.unpack_from(frame)
         priority, limit, retries, backoff, name_size = TASK_OPTIONS.unpack_from(
             frame, TASK_CALL.size
@@ -282,7 +282,20 @@ class Worker:
         name = self.names.get(raw)
         if name is None:
             name = self.names[raw] = raw.decode()
-        job = Job(seq, name, priority, limit, retries, backoff, frame)
+        job = Job(seq, name, priority, limit, retries, backoff, frame, origin=origin)
+        if origin:
+            # The client bounds its own tasks; these only the worker sees, so it bounds them.
+            if len(self.queue) >= self.config["max_pending"]:
+                logger.error(
+                    "Task %s[%s] dropped: enqueued by a task while %d tasks are pending "
+                    "(max_pending)",
+                    name,
+                    self.id(job),
+                    len(self.queue),
+                )
+                return
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("Task %s[%s] enqueued by a task", name, self.id(job))
         if due:
             self.queue.push(job, time.monotonic() + max(0.0, due - time.time()))
         else:
@@ -352,6 +365,8 @@ class Worker:
         for kind, frame in executor.reader.feed(data):
             if kind == protocol.DONE:
                 self.done(executor, frame, now)
+            elif kind == protocol.TASK:
+                self.accept(frame, f"{self.token}-{executor.pid}")
             elif kind == protocol.READY:
                 executor.ready = True
                 self.boot_failures = 0
@@ -430,7 +445,7 @@ class Worker:
     # Jobs.
 
     def id(self, job: Job) -> str:
-        return f"{self.token}-{job.seq}"
+        return f"{job.origin or self.token}-{job.seq}"
 
     def started(self, job: Job) -> None:
         job.attempt += 1
@@ -452,14 +467,14 @@ class Worker:
                 extra=extra,
             )
             self.queue.push(job, now + delay if delay else 0.0)
-            if self.connected:
+            if self.connected and not job.origin:
                 self.outbox.add(protocol.seq_frame(protocol.RETRYING, job.seq))
             return
         logger.error("Task %s[%s] %s", job.name, self.id(job), failure.message, extra=extra)
         self.report(job, False, failure.encode())
 
     def report(self, job: Job, ok: bool, payload: bytes) -> None:
-        if self.connected:
+        if self.connected and not job.origin:
             head = protocol.FINISHED_HEAD
             self.outbox.add(
                 head.pack(head.size - 4 + len(payload), protocol.FINISHED, job.seq, ok, job.attempt)
@@ -501,7 +516,7 @@ class Worker:
         except ProcessLookupError:
             pidfd = None
         executor = Executor(proc, to_write, from_read, pidfd)
-        config = {"sys_path": self.config["sys_path"], "setup": self.config["setup"]}
+        config = {name: self.config[name] for name in ("sys_path", "setup", "token")}
         executor.sink.add(protocol.pickled_frame(protocol.CONFIG, config))
         self.executors.append(executor)
         self.selector.register(

@@ -130,3 +130,19 @@ def record_slowly(path: str, value: object = None, seconds: float = 0.02) -> Non
     """Record, a little later: long enough that a reload or a recycling finds tasks queued."""
     time.sleep(seconds)
     append_line(path, value=value)
+
+
+@task
+def fan_out(path: str, count: int) -> list[str]:
+    """Enqueue ``count`` record tasks from inside this one; return their ids."""
+    return [record.delay(path, f"child {i}").id for i in range(count)]
+
+
+@task
+def wait_for_a_child() -> None:
+    noop.delay().result(timeout=5)
+
+
+@task
+def fail_in_a_child() -> str:
+    return fail.delay("child failure").id

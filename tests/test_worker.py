@@ -357,3 +357,34 @@ def test_a_stopped_worker_makes_enqueue_fail_clearly_not_hang(tmp_path: Path) ->
         os.kill(pid, signal.SIGCONT)
     assert asoq.wait_idle(timeout=30)
     assert all(handle.result(timeout=0) == 2048 for handle in accepted), "none was cut"
+
+
+def test_a_task_can_enqueue_tasks_whose_outcomes_are_logged(
+    tmp_path: Path, asoq_logs: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "log"
+    ids = tasks.fan_out.delay(str(log), 3).result(timeout=10)
+    wait_for(lambda: len(read_records(log)) == 3, what="the children to run")
+    assert sorted(r["value"] for r in read_records(log)) == ["child 0", "child 1", "child 2"]
+    assert len(set(ids)) == 3
+    failed_id = tasks.fail_in_a_child.delay().result(timeout=10)
+    expected = f"Task tests.tasks:fail[{failed_id}] raised ValueError: child failure"
+    wait_for(lambda: any(r.getMessage() == expected for r in asoq_logs.records))
+    debug = [r.getMessage() for r in asoq_logs.records if r.levelno == logging.DEBUG]
+    assert f"Task tests.tasks:record[{ids[0]}] enqueued by a task" in debug
+    with pytest.raises(WorkerError, match="enqueued from inside a task: its outcome is logged"):
+        tasks.wait_for_a_child.delay().result(timeout=10)
+    assert asoq.wait_idle(timeout=10)
+
+
+def test_tasks_enqueued_by_a_task_are_bounded_by_max_pending_too(
+    tmp_path: Path, asoq_logs: pytest.LogCaptureFixture
+) -> None:
+    asoq.start_worker(max_pending=5)
+    log = tmp_path / "log"
+    ids = tasks.fan_out.delay(str(log), 20).result(timeout=10)
+    assert asoq.stop_worker(timeout=10)  # what was queued runs
+    errors = [r.getMessage() for r in asoq_logs.records if r.levelno == logging.ERROR]
+    dropped = [m for m in errors if "dropped: enqueued by a task while 5 tasks are pending" in m]
+    assert len(dropped) == 15 and len(read_records(log)) == 5
+    assert all(any(f"[{i}]" in m for m in dropped) for i in ids[5:])
