@@ -10,7 +10,6 @@
     send_welcome_email.delay(user_id=1)
 """
 
-from .client import start_worker, stop_worker, wait_idle
 from .errors import (
     AsoqError,
     InvalidOptions,
@@ -25,6 +24,7 @@ from .errors import (
 )
 from .options import TaskOptions, WorkerOptions
 from .result import Status, TaskHandle
+from .runtime import start_worker, stop_worker, wait_idle
 from .task import Task, task
 
 __all__ = [

@@ -16,7 +16,7 @@ class AsoqConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks as django_checks
 
-        from . import checks, client, conf
+        from . import checks, conf, runtime
 
-        client.defaults = conf.options
+        runtime.defaults = conf.options
         django_checks.register(checks.check_settings)

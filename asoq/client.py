@@ -1,19 +1,14 @@
-"""The enqueuing process's side: its worker, the hand-over of tasks, the outcomes coming back.
+"""The enqueuing process's link to one worker: its start, the hand-over, the outcomes.
 
-Each process gets its own worker, started on first use. ``.delay()`` pickles the call in the
-caller (so a bad argument raises right there) and writes one frame to the worker's pipe before
-it returns: once written, the task belongs to the OS and then to the worker, so the caller may
-``os._exit()`` at once. A daemon thread reads outcomes and log records back.
-
-A process forked from one with a worker (a pre-fork server, ``os.fork()``) sees that the worker
-is not its own by comparing PIDs, not with an at-fork hook: uWSGI forks without running them.
+``.delay()`` pickles the call in the caller (so a bad argument raises right there) and writes
+one frame to the worker's pipe before it returns: once written, the task belongs to the OS and
+then to the worker, so the caller may ``os._exit()`` at once. A daemon thread reads outcomes
+and log records back. Which worker a process uses is :mod:`asoq.runtime`'s business.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
 import os
@@ -24,12 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import process, protocol
+from . import logs, process, protocol
 from .errors import QueueFull, SerializationError, WorkerError
-from .options import WORKER_OPTION_NAMES, WorkerOptions
+from .options import WorkerOptions
 from .protocol import FINISHED_HEAD, FrameReader
 from .result import TaskHandle, lost
 
@@ -242,7 +236,7 @@ class Client:
                         if handle is not None:
                             handle._requeued()
                     elif kind == protocol.LOG:
-                        _emit(protocol.read_pickled(frame))
+                        logs.emit(protocol.read_pickled(frame))
                 if not pending:
                     with self._idle:
                         self._idle.notify_all()
@@ -273,13 +267,6 @@ class Client:
             self._idle.notify_all()
 
 
-def _emit(fields: dict[str, Any]) -> None:
-    record = logging.makeLogRecord(fields)
-    target = logging.getLogger(record.name)
-    if target.isEnabledFor(record.levelno):
-        target.handle(record)
-
-
 def pickle_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle a call's arguments, or raise naming the task and the argument that cannot be."""
     try:
@@ -298,16 +285,6 @@ def pickle_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         raise SerializationError(f"task {name!r}: arguments cannot be pickled ({error})") from error
 
 
-# The process-wide state, behind start_worker()/stop_worker().
-
-_lock = threading.RLock()
-_client: Client | None = None
-_options: WorkerOptions | None = None  # None: built from defaults() when a worker starts
-_in_executor = False
-_channel: Any = None
-#: Where options not passed explicitly come from: Django settings once "asoq" is installed.
-defaults: Callable[[], dict[str, Any]] = dict
-_eager_ids = itertools.count(1)
 #: "module:function" names each executor calls once before its first task (integrations add).
 executor_setup: list[str] = []
 
@@ -324,145 +301,3 @@ def _setup_hooks() -> list[str]:
     ):
         hooks.append("asoq.django_setup:setup")
     return hooks
-
-
-def mark_executor(channel: Any) -> None:
-    """Called in executors: they run tasks and never start a worker of their own; a task
-    enqueued there goes through ``channel`` (an :class:`asoq.executor.TaskChannel`)."""
-    global _in_executor, _channel
-    _in_executor = True
-    _channel = channel
-
-
-def _own_client() -> Client | None:
-    global _client
-    client = _client
-    if client is not None and client.pid != os.getpid():
-        client.forget()
-        _client = client = None
-    return client
-
-
-def _current() -> Client | None:
-    global _client
-    client = _client
-    if client is not None and client.alive and client.pid == os.getpid():
-        return client
-    with _lock:
-        client = _own_client()
-        if client is not None and client.alive:
-            return client
-        options = resolved_options()
-        if options.eager:
-            return None
-        _client = client = Client(options)
-        return client
-
-
-def resolved_options(explicit: dict[str, Any] | None = None) -> WorkerOptions:
-    """The options a worker starting now gets: ``explicit`` ones over :data:`defaults`."""
-    if _options is not None and not explicit:
-        return _options
-    known = {k: v for k, v in defaults().items() if k in WORKER_OPTION_NAMES}
-    return WorkerOptions.build({**known, **(explicit or {})})
-
-
-def ensure_worker(explicit: dict[str, Any]) -> None:
-    """Start this process's worker unless it has one (the WSGI middleware's first request)."""
-    global _client, _options
-    if _in_executor:
-        return
-    with _lock:
-        client = _own_client()
-        if client is not None and client.alive:
-            if explicit and resolved_options(explicit) != client.options:
-                logger.warning(
-                    "asoq worker %d already runs with %s; the options given here (%s) are not used",
-                    client.process.pid,
-                    client.options,
-                    explicit,
-                )
-            return
-        _options = options = resolved_options(explicit)
-        if not options.eager:
-            _client = Client(options)
-
-
-def enqueue(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Hand one call to this process's worker (started if need be) and return its handle."""
-    if _in_executor:
-        return _channel.submit(task, args, kwargs)
-    client = _current()
-    if client is None:
-        return _run_eagerly(task, args, kwargs)
-    try:
-        return client.submit(task, args, kwargs)
-    except _WorkerGone:
-        # The worker died since the last call. Its reader thread logs what was lost; this
-        # call goes to a new worker, once.
-        client.alive = False
-        client = _current()
-        assert client is not None
-        try:
-            return client.submit(task, args, kwargs)
-        except _WorkerGone as error:
-            raise WorkerError(f"task {task.name!r}: the asoq worker died at start") from error
-
-
-def _run_eagerly(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    # The arguments still make the round trip through pickle, so a test catches what the
-    # worker would reject and the task gets copies, as it would in an executor.
-    args, kwargs = pickle.loads(pickle_arguments(task.name, args, kwargs))
-    handle: TaskHandle[Any] = TaskHandle(task.name, "eager", next(_eager_ids))
-    handle._started(1)
-    value = task.func(*args, **kwargs)
-    if inspect.iscoroutine(value):
-        value = asyncio.run(value)
-    handle._finish(True, b"", 1, value)
-    return handle
-
-
-def start_worker(**options: Any) -> None:
-    """Start this process's worker now (``.delay()`` would start it on first use).
-
-    Takes the :class:`~asoq.options.WorkerOptions` names. Calling it again is a no-op; calling
-    it with other options while a worker runs is an error. In an executor it does nothing.
-    """
-    global _client, _options
-    if _in_executor:
-        return
-    built = resolved_options(options) if options else None
-    with _lock:
-        client = _own_client()
-        if client is not None and client.alive:
-            if built is not None and built != client.options:
-                raise WorkerError(
-                    "start_worker(): a worker already runs with other options; "
-                    "call stop_worker() first"
-                )
-            return
-        _options = built or resolved_options()
-        if not _options.eager:
-            _client = Client(_options)
-
-
-def stop_worker(timeout: float = 10.0) -> bool:
-    """Let this process's worker finish what it holds for up to ``timeout`` s, then stop it.
-
-    Tasks still unfinished then are logged and marked lost. Returns whether everything ran.
-    Options go back to their defaults (eager mode included): the next start reads them anew.
-    """
-    global _client, _options
-    with _lock:
-        client = _own_client()
-        _client = None
-        _options = None
-    if client is None:
-        return True
-    return client.stop(timeout)
-
-
-def wait_idle(timeout: float | None = None) -> bool:
-    """Wait until every task this process enqueued has finished; return ``False`` on timeout."""
-    client = _own_client()
-    return True if client is None else client.wait_idle(timeout)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from . import client, protocol
+from . import client, protocol, runtime
 from .protocol import DONE_HEAD, Failure, FrameReader
 from .result import UntrackedHandle
 
@@ -72,7 +72,7 @@ def main(inbox: int, outbox: int, worker_pid: int) -> None:
     config = _read_config(inbox, reader)
     sys.path[:] = config["sys_path"]
     channel = TaskChannel(outbox, config["token"])
-    client.mark_executor(channel)
+    runtime.mark_executor(channel)
     for hook in config["setup"]:
         around = _import(hook)()
         if around is not None:

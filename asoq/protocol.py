@@ -126,6 +126,41 @@ class Failure:
         return cls(*pickle.loads(data))
 
 
+class Sink:
+    """Frames waiting to be written to a non-blocking pipe, sent in as few writes as possible.
+
+    ``added`` and ``written`` count bytes since the start, so a caller can tell whether a frame
+    it added (ending at ``added`` then) has left.
+    """
+
+    __slots__ = ("fd", "buffer", "added", "written")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.added = 0
+        self.written = 0
+
+    def add(self, frame: bytes) -> None:
+        self.buffer += frame
+        self.added += len(frame)
+
+    def flush(self) -> bool:
+        """Write what the pipe takes now; return whether everything is written."""
+        if self.buffer:
+            try:
+                written = os.write(self.fd, self.buffer)
+            except BlockingIOError:
+                return False
+            del self.buffer[:written]
+            self.written += written
+        return not self.buffer
+
+    def drop(self) -> None:
+        self.written += len(self.buffer)
+        self.buffer.clear()
+
+
 class FrameReader:
     """Splits a byte stream into whole frames; a frame may arrive in many reads."""
 

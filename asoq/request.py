@@ -13,7 +13,7 @@ import contextvars
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import client
+from . import client, runtime
 
 if TYPE_CHECKING:
     from .result import TaskHandle
@@ -52,9 +52,9 @@ class HeldTasks:
         _active.reset(token)
 
     def hold(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        owner = client._current()
+        owner = runtime._current()
         if owner is None:
-            return client._run_eagerly(task, args, kwargs)  # eager mode does not wait
+            return runtime._run_eagerly(task, args, kwargs)  # eager mode does not wait
         seq, handle, frame = owner.prepare(task, args, kwargs)
         self._calls.append((owner, seq, handle, frame))
         if logger.isEnabledFor(logging.DEBUG):

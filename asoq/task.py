@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import client, protocol, request
+from . import protocol, request, runtime
 from .errors import TaskDefinitionError
 from .options import DEFAULT_OPTIONS, TaskOptions
 from .result import TaskHandle
@@ -58,7 +58,7 @@ class Task(Generic[P, R]):
         if held is not None and held.defer_all:
             handle: TaskHandle[R] = held.hold(self, args, kwargs)
         else:
-            handle = client.enqueue(self, args, kwargs)
+            handle = runtime.enqueue(self, args, kwargs)
         return handle
 
     def after_response(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
@@ -73,7 +73,7 @@ class Task(Generic[P, R]):
         if held is not None:
             handle: TaskHandle[R] = held.hold(self, args, kwargs)
         else:
-            handle = client.enqueue(self, args, kwargs)
+            handle = runtime.enqueue(self, args, kwargs)
         return handle
 
     def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

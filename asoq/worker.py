@@ -22,8 +22,16 @@ import time
 from collections import deque
 from typing import Any
 
-from . import process, protocol
-from .protocol import DONE_HEAD, TASK_CALL, TASK_HEAD_SIZE, TASK_OPTIONS, Failure, FrameReader
+from . import logs, process, protocol
+from .protocol import (
+    DONE_HEAD,
+    TASK_CALL,
+    TASK_HEAD_SIZE,
+    TASK_OPTIONS,
+    Failure,
+    FrameReader,
+    Sink,
+)
 from .queue import Job, JobQueue
 
 logger = logging.getLogger("asoq.worker")
@@ -40,41 +48,6 @@ EXECUTOR_EXIT_GRACE = 2.0
 BOOT_FAILURES_BEFORE_GIVING_UP = 3
 # The worker's exit status when it had to drop tasks, so stop_worker() can tell.
 DROPPED_EXIT_CODE = 3
-
-
-class Sink:
-    """Frames waiting to be written to a non-blocking pipe, sent in as few writes as possible.
-
-    ``added`` and ``written`` count bytes since the start, so a caller can tell whether a frame
-    it added (ending at ``added`` then) has left.
-    """
-
-    __slots__ = ("fd", "buffer", "added", "written")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buffer = bytearray()
-        self.added = 0
-        self.written = 0
-
-    def add(self, frame: bytes) -> None:
-        self.buffer += frame
-        self.added += len(frame)
-
-    def flush(self) -> bool:
-        """Write what the pipe takes now; return whether everything is written."""
-        if self.buffer:
-            try:
-                written = os.write(self.fd, self.buffer)
-            except BlockingIOError:
-                return False
-            del self.buffer[:written]
-            self.written += written
-        return not self.buffer
-
-    def drop(self) -> None:
-        self.written += len(self.buffer)
-        self.buffer.clear()
 
 
 class Executor:
@@ -106,7 +79,7 @@ class Worker:
         self.inbox_reader = FrameReader()
         self.outbox = Sink(outbox)
         self.connected = True
-        self.log_handler = LogHandler(self)
+        self.log_handler = logs.ForwardingHandler(self.outbox)
         self.parent_pid = parent_pid
         self.executors: list[Executor] = []
         self.expected: dict[str, float] = {}  # a moving average of run time per task name
@@ -324,7 +297,7 @@ class Worker:
     def disconnect(self) -> None:
         """Nobody reads the outbox any more: log records still in it go to stderr instead."""
         self.connected = False
-        self.log_handler.reroute()
+        self.log_handler.stop_forwarding()
         self.outbox.drop()
 
     def on_signal(self, fd: int) -> None:
@@ -558,46 +531,6 @@ def _exit_cause(returncode: int) -> str:
         except ValueError:
             return f"was killed by signal {-returncode}"
     return f"exited with code {returncode}"
-
-
-class LogHandler(logging.Handler):
-    """Sends the worker's records to its process's ``asoq`` loggers; to stderr once it is gone.
-
-    Records still in the outbox when the process goes are written to stderr too, so the last
-    words of a worker (often the most useful ones) are not lost with the pipe.
-    """
-
-    def __init__(self, worker: Worker) -> None:
-        super().__init__()
-        self.worker = worker
-        self.unsent: deque[tuple[int, logging.LogRecord]] = deque()
-        self.fallback = logging.StreamHandler(sys.stderr)
-        self.fallback.setFormatter(
-            logging.Formatter("[asoq-worker %(process)d] %(levelname)s %(name)s: %(message)s")
-        )
-
-    def emit(self, record: logging.LogRecord) -> None:
-        remote_traceback = getattr(record, "asoq_traceback", "")
-        if remote_traceback:
-            record.exc_text = remote_traceback.rstrip("\n")
-        outbox = self.worker.outbox
-        if not self.worker.connected:
-            self.fallback.handle(record)
-            return
-        fields = dict(record.__dict__)
-        fields.update(msg=record.getMessage(), args=None, exc_info=None, processName="asoq-worker")
-        outbox.add(protocol.pickled_frame(protocol.LOG, fields))
-        unsent = self.unsent
-        while unsent and unsent[0][0] <= outbox.written:
-            unsent.popleft()
-        unsent.append((outbox.added, record))
-
-    def reroute(self) -> None:
-        written = self.worker.outbox.written
-        for end, record in self.unsent:
-            if end > written:
-                self.fallback.handle(record)
-        self.unsent.clear()
 
 
 def main(inbox: int, outbox: int, parent_pid: int) -> None:

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import client
+from . import runtime
 from .options import WORKER_OPTION_NAMES, WorkerOptions
 from .request import HeldTasks
 
@@ -81,8 +81,8 @@ class AsoqMiddleware:
 
     def _start(self) -> None:
         if self._defer is None:
-            self._defer = bool(client.defaults().get("defer_until_response", False))
-        client.ensure_worker(
+            self._defer = bool(runtime.defaults().get("defer_until_response", False))
+        runtime.ensure_worker(
             {k: v for k, v in self._worker_options.items() if k in WORKER_OPTION_NAMES}
         )
         self._pid = os.getpid()

@@ -1,8 +1,8 @@
 """A task module that imports in the enqueuing process but fails in the executor."""
 
-from asoq import client, task
+from asoq import runtime, task
 
-if client._in_executor:
+if runtime._in_executor:
     raise ImportError("tests.broken_in_executor refuses to load in an executor")
 
 

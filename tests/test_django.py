@@ -199,14 +199,14 @@ django.setup()
 from django.core.management import call_command
 from django.test import Client
 import asoq
-from asoq import client
+from asoq import runtime
 from tests.django_site.notes.models import Note
 
 call_command("migrate", verbosity=0)
 response = Client().get("/note", {"text": "from the test client"})
 assert response.status_code == 200
 # The test Client does not go through wsgi.py: .after_response() enqueued at once.
-assert response.json()["held"] == 0 and client._client is not None
+assert response.json()["held"] == 0 and runtime._client is not None
 assert asoq.wait_idle(timeout=30)
 assert list(Note.objects.values_list("text", flat=True)) == ["from the test client"]
 assert asoq.stop_worker(timeout=10)

@@ -63,11 +63,11 @@ for thread in workers:
     thread.join(120)
 assert asoq.wait_idle(timeout=120)
 gc.collect()
-from asoq import client
+from asoq import runtime
 from asoq.result import TaskHandle
 handles = sum(isinstance(o, TaskHandle) for o in gc.get_objects())
 print(json.dumps({"before": before, "after": rss(), "handles": handles,
-                  "pending": len(client._client.pending)}))
+                  "pending": len(runtime._client.pending)}))
 server.shutdown()
 assert asoq.stop_worker(timeout=10)
 """

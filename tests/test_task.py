@@ -9,7 +9,7 @@ import pytest
 
 import asoq
 from asoq import InvalidOptions, SerializationError, Task, TaskDefinitionError, task
-from asoq import client as asoq_client
+from asoq import runtime as asoq_runtime
 from tests import tasks
 
 
@@ -108,7 +108,7 @@ def test_wrong_arguments_raise_in_the_caller_before_anything_starts() -> None:
         tasks.add.delay(1)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="got an unexpected keyword argument 'c'"):
         tasks.add.delay(1, 2, c=3)  # type: ignore[call-arg]
-    assert asoq_client._client is None, "a refused call must not start a worker"
+    assert asoq_runtime._client is None, "a refused call must not start a worker"
 
 
 def test_an_unpicklable_argument_raises_at_the_call_naming_task_and_type() -> None:
@@ -127,4 +127,4 @@ def test_unknown_worker_options_are_refused() -> None:
         asoq.start_worker(workers=2)
     with pytest.raises(InvalidOptions, match="concurrency must be a whole number >= 1"):
         asoq.start_worker(concurrency=0)
-    assert asoq_client._client is None
+    assert asoq_runtime._client is None

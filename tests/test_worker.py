@@ -22,14 +22,14 @@ from asoq import (
     TaskTimedOut,
     WorkerError,
 )
-from asoq import client as asoq_client
+from asoq import runtime as asoq_runtime
 from asoq.result import RemoteTraceback
 from tests import tasks
 from tests.conftest import descendants, read_records, running, wait_for
 
 
 def worker_pid() -> int:
-    client = asoq_client._client
+    client = asoq_runtime._client
     assert client is not None
     return client.process.pid
 
@@ -211,10 +211,10 @@ def test_start_worker_is_idempotent_and_thread_safe() -> None:
         thread.start()
     for thread in threads:
         thread.join(10)
-    client = asoq_client._client
+    client = asoq_runtime._client
     assert client is not None
     asoq.start_worker()
-    assert asoq_client._client is client
+    assert asoq_runtime._client is client
     assert [p for p in descendants(os.getpid()) if p == client.process.pid] == [client.process.pid]
     with pytest.raises(WorkerError, match="already runs with other options"):
         asoq.start_worker(concurrency=2)

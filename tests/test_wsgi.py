@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import FileWrapper
 
 import asoq
-from asoq import client as asoq_client
+from asoq import runtime as asoq_runtime
 from asoq.wsgi import AsoqMiddleware
 from tests import tasks, wsgi_apps
 from tests.conftest import Script, descendants, read_records
@@ -66,7 +66,7 @@ def serve() -> Iterator[Any]:
 def test_importing_and_constructing_start_nothing() -> None:
     threads = threading.active_count()
     AsoqMiddleware(wsgi_apps.app, defer_until_response=True, concurrency=2)
-    assert asoq_client._client is None
+    assert asoq_runtime._client is None
     assert threading.active_count() == threads and not descendants(os.getpid())
 
 
@@ -81,10 +81,10 @@ def test_the_first_request_starts_the_worker_of_the_serving_process(
     serve: Any, tmp_path: Path
 ) -> None:
     server = serve(AsoqMiddleware(wsgi_apps.app, concurrency=2))
-    assert asoq_client._client is None
+    assert asoq_runtime._client is None
     status, _, _ = server.get(f"/several?log={tmp_path / 'log'}&tag=a")
     assert status == 200
-    client = asoq_client._client
+    client = asoq_runtime._client
     assert client is not None and client.pid == os.getpid() and client.options.concurrency == 2
     assert asoq.wait_idle(timeout=10)
 
@@ -238,7 +238,7 @@ def test_it_wraps_any_wsgi_application_such_as_a_werkzeug_one(serve: Any, tmp_pa
 
 PRELOAD = """
 import os, sys, wsgiref.util
-from asoq import client
+from asoq import runtime
 from asoq.wsgi import AsoqMiddleware
 from tests import tasks
 
@@ -247,7 +247,7 @@ def app(environ, start_response):
     return [str(tasks.whoami.delay().result(timeout=30)[1]).encode()]
 
 application = AsoqMiddleware(app)  # built in the "master", as gunicorn --preload does
-assert client._client is None
+assert runtime._client is None
 children = []
 for _ in range(2):
     pid = os.fork()
@@ -256,12 +256,12 @@ for _ in range(2):
         wsgiref.util.setup_testing_defaults(environ)
         worker = int(b"".join(application(environ, lambda status, headers: None)))
         os.write(1, f"{os.getpid()} {worker}\\n".encode())  # one write: siblings share stdout
-        client.stop_worker(timeout=10)
+        runtime.stop_worker(timeout=10)
         os._exit(0)
     children.append(pid)
 for pid in children:
     os.waitpid(pid, 0)
-assert client._client is None, "the master never starts a worker"
+assert runtime._client is None, "the master never starts a worker"
 """
 
 
@@ -277,9 +277,9 @@ def test_a_worker_already_running_is_kept_and_other_options_are_reported(
     tmp_path: Path, asoq_logs: pytest.LogCaptureFixture
 ) -> None:
     asoq.start_worker()
-    running_client = asoq_client._client
+    running_client = asoq_runtime._client
     _, result = call(AsoqMiddleware(wsgi_apps.app, concurrency=2), f"/several?log={tmp_path}/l")
     result.close()
-    assert asoq_client._client is running_client
+    assert asoq_runtime._client is running_client
     warnings = [r.getMessage() for r in asoq_logs.records if r.levelno == logging.WARNING]
     assert any("the options given here ({'concurrency': 2}) are not used" in m for m in warnings)

@@ -4,7 +4,7 @@ import os
 
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 
-from asoq import client
+from asoq import runtime
 
 from .notes import tasks
 from .notes.models import Note
@@ -23,7 +23,7 @@ def notes(request: HttpRequest) -> HttpResponse:
 
 def options(request: HttpRequest) -> HttpResponse:
     """What this serving process's worker was started with (the settings under test)."""
-    worker = client._client
+    worker = runtime._client
     assert worker is not None
     return JsonResponse(
         {
