@@ -16,13 +16,12 @@ import math
 import os
 import selectors
 import signal
-import subprocess
 import sys
 import time
-from collections import deque
 from typing import Any
 
 from . import logs, process, protocol
+from .executor_process import EXIT_GRACE, ExecutorProcess, exit_cause
 from .protocol import (
     DONE_HEAD,
     TASK_CALL,
@@ -43,30 +42,9 @@ PREFETCH_BUDGET = 0.002
 MAX_PREFETCH = 256
 # Without a pidfd the parent is polled this often.
 PARENT_POLL = 0.25
-# An idle executor told to exit gets this long before it is killed.
-EXECUTOR_EXIT_GRACE = 2.0
 BOOT_FAILURES_BEFORE_GIVING_UP = 3
 # The worker's exit status when it had to drop tasks, so stop_worker() can tell.
 DROPPED_EXIT_CODE = 3
-
-
-class Executor:
-    """The worker's view of one executor process and the jobs it was sent, oldest running."""
-
-    def __init__(self, proc: Any, to_fd: int, from_fd: int, pidfd: int | None) -> None:
-        self.process = proc
-        self.pid: int = proc.pid
-        self.sink = Sink(to_fd)
-        self.output = from_fd
-        self.pidfd = pidfd
-        self.reader = FrameReader()
-        self.in_flight: deque[tuple[Job, float]] = deque()  # (job, expected seconds)
-        self.load = 0.0
-        self.started_at = 0.0  # when in_flight[0] started, as time.monotonic()
-        self.ready = False
-        self.killed_for = ""
-        self.gone = False
-        self.announced = (0, 0)  # (seq, attempt) of the last run the client was told of
 
 
 class Worker:
@@ -81,7 +59,7 @@ class Worker:
         self.connected = True
         self.log_handler = logs.ForwardingHandler(self.outbox)
         self.parent_pid = parent_pid
-        self.executors: list[Executor] = []
+        self.executors: list[ExecutorProcess] = []
         self.expected: dict[str, float] = {}  # a moving average of run time per task name
         self.names: dict[bytes, str] = {}
         self.closing = ""  # why the worker is draining, if it is
@@ -138,14 +116,13 @@ class Worker:
             self.dispatch(now)
             wake = min(next_due or math.inf, self.deadline, self.restart_at)
             for executor in self.executors:
-                if executor.in_flight and not executor.killed_for:
-                    limit = executor.in_flight[0][0].time_limit
-                    if limit:
-                        if now - executor.started_at > limit:
-                            executor.killed_for = "timeout"
-                            executor.process.kill()
-                        else:
-                            wake = min(wake, executor.started_at + limit)
+                limit_end = executor.time_limit_end()
+                if limit_end and not executor.killed_for:
+                    if now > limit_end:
+                        executor.killed_for = "timeout"
+                        executor.process.kill()
+                    else:
+                        wake = min(wake, limit_end)
             self.flush()
             if self.closing:
                 if not self.queue and not any(e.in_flight for e in self.executors):
@@ -180,11 +157,7 @@ class Worker:
             if chosen is None:
                 return
             queue.pop()
-            chosen.in_flight.append((job, cost))
-            chosen.load += cost
-            chosen.sink.add(job.frame)
-            if len(chosen.in_flight) == 1:
-                chosen.started_at = now
+            if chosen.assign(job, cost, now):
                 self.started(job)
 
     def flush(self) -> None:
@@ -216,14 +189,11 @@ class Worker:
         FINISHED frame says all, and short tasks would otherwise double the client's reading.
         """
         for executor in self.executors:
-            if executor.in_flight:
-                job = executor.in_flight[0][0]
-                if not job.origin and executor.announced != (job.seq, job.attempt):
-                    executor.announced = (job.seq, job.attempt)
-                    frame = protocol.STARTED_FRAME
-                    self.outbox.add(
-                        frame.pack(frame.size - 4, protocol.STARTED, job.seq, job.attempt)
-                    )
+            job = executor.running()
+            if job and not job.origin and executor.announced != (job.seq, job.attempt):
+                executor.announced = (job.seq, job.attempt)
+                frame = protocol.STARTED_FRAME
+                self.outbox.add(frame.pack(frame.size - 4, protocol.STARTED, job.seq, job.attempt))
 
     # Events.
 
@@ -323,19 +293,16 @@ class Worker:
             timeout,
         )
 
-    def on_executor_output(self, executor: Executor) -> None:
-        try:
-            data = os.read(executor.output, protocol.READ_SIZE)
-        except BlockingIOError:
-            return
-        if not data:
+    def on_executor_output(self, executor: ExecutorProcess) -> None:
+        frames = executor.read()
+        if frames is None:
             self.on_executor_exit(executor)
-            return
-        self.read_outcomes(executor, data)
+        else:
+            self.read_outcomes(executor, frames)
 
-    def read_outcomes(self, executor: Executor, data: bytes) -> None:
+    def read_outcomes(self, executor: ExecutorProcess, frames: list[tuple[int, bytes]]) -> None:
         now = time.monotonic()
-        for kind, frame in executor.reader.feed(data):
+        for kind, frame in frames:
             if kind == protocol.DONE:
                 self.done(executor, frame, now)
             elif kind == protocol.TASK:
@@ -344,16 +311,13 @@ class Worker:
                 executor.ready = True
                 self.boot_failures = 0
 
-    def done(self, executor: Executor, frame: bytes, now: float) -> None:
-        _, _, seq, ok, duration = DONE_HEAD.unpack_from(frame)
-        job, cost = executor.in_flight.popleft()
-        assert job.seq == seq, "an executor reports its tasks in the order it got them"
-        executor.load = executor.load - cost if executor.in_flight else 0.0
+    def done(self, executor: ExecutorProcess, frame: bytes, now: float) -> None:
+        job, ok, duration = executor.finish(frame, now)
         previous = self.expected.get(job.name)
         self.expected[job.name] = duration if previous is None else 0.8 * previous + 0.2 * duration
-        if executor.in_flight:
-            executor.started_at = now
-            self.started(executor.in_flight[0][0])
+        following = executor.running()
+        if following is not None:
+            self.started(following)
         if ok:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("Task %s[%s] succeeded in %.6f s", job.name, self.id(job), duration)
@@ -361,30 +325,19 @@ class Worker:
         else:
             self.failed(job, Failure.decode(memoryview(frame)[DONE_HEAD.size :]), now)
 
-    def on_executor_exit(self, executor: Executor) -> None:
+    def on_executor_exit(self, executor: ExecutorProcess) -> None:
         if executor.gone:
             return
         executor.gone = True
         # Outcomes written before the end are still in the pipe: count them first.
-        while True:
-            try:
-                data = os.read(executor.output, protocol.READ_SIZE)
-            except OSError:
-                break
-            if not data:
-                break
-            self.read_outcomes(executor, data)
-        if executor.process.poll() is None:
-            executor.process.kill()  # closed its pipe but lives on: it is no use to us now
-        returncode = executor.process.wait()
-        if executor.sink.fd in self.writing:
-            self.writing.discard(executor.sink.fd)
-            self.selector.unregister(executor.sink.fd)
+        self.read_outcomes(executor, executor.read_the_rest())
         for fd in (executor.output, executor.pidfd):
             if fd is not None:
                 self.selector.unregister(fd)
-                os.close(fd)
-        os.close(executor.sink.fd)
+        if executor.sink.fd in self.writing:
+            self.writing.discard(executor.sink.fd)
+            self.selector.unregister(executor.sink.fd)
+        returncode = executor.reap()
         self.executors.remove(executor)
         now = time.monotonic()
         if executor.in_flight:
@@ -396,13 +349,13 @@ class Worker:
                     f"ran past its time limit of {job.time_limit:g} s and was stopped",
                 )
             else:
-                failure = Failure("crashed", "", f"crashed: its executor {_exit_cause(returncode)}")
+                failure = Failure("crashed", "", f"crashed: its executor {exit_cause(returncode)}")
             self.failed(job, failure, now)
             self.queue.push_front(job for job, _ in executor.in_flight)
         if not executor.ready:
             self.boot_failures += 1
             logger.error(
-                "asoq executor %d %s before it was ready", executor.pid, _exit_cause(returncode)
+                "asoq executor %d %s before it was ready", executor.pid, exit_cause(returncode)
             )
             if self.boot_failures >= BOOT_FAILURES_BEFORE_GIVING_UP:
                 for job in self.queue.take_all():
@@ -473,31 +426,15 @@ class Worker:
     # Executors.
 
     def start_executor(self) -> None:
-        to_read, to_write = protocol.make_pipe()
-        from_read, from_write = protocol.make_pipe()
-        try:
-            proc = process.spawn(
-                "executor", (to_read, from_write), (os.getpid(),), self.config["python"]
-            )
-        finally:
-            os.close(to_read)
-            os.close(from_write)
-        os.set_blocking(to_write, False)
-        os.set_blocking(from_read, False)
-        try:
-            pidfd = process.watch(proc.pid)
-        except ProcessLookupError:
-            pidfd = None
-        executor = Executor(proc, to_write, from_read, pidfd)
         config = {name: self.config[name] for name in ("sys_path", "setup", "token")}
-        executor.sink.add(protocol.pickled_frame(protocol.CONFIG, config))
+        executor = ExecutorProcess.start(config, self.config["python"])
         self.executors.append(executor)
         self.selector.register(
-            from_read, selectors.EVENT_READ, lambda: self.on_executor_output(executor)
+            executor.output, selectors.EVENT_READ, lambda: self.on_executor_output(executor)
         )
-        if pidfd is not None:
+        if executor.pidfd is not None:
             self.selector.register(
-                pidfd, selectors.EVENT_READ, lambda: self.on_executor_exit(executor)
+                executor.pidfd, selectors.EVENT_READ, lambda: self.on_executor_exit(executor)
             )
 
     def poll_executors(self) -> None:
@@ -506,15 +443,9 @@ class Worker:
                 self.on_executor_exit(executor)
 
     def shutdown(self) -> None:
+        deadline = time.monotonic() + EXIT_GRACE
         for executor in self.executors:
-            os.close(executor.sink.fd)  # end of input: an idle executor returns from main()
-        deadline = time.monotonic() + EXECUTOR_EXIT_GRACE
-        for executor in self.executors:
-            try:
-                executor.process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                executor.process.kill()
-                executor.process.wait()
+            executor.stop(deadline)
         logger.info("asoq worker %d stopped", os.getpid())
         if self.connected and not process.alive(self.parent_pid):
             self.disconnect()  # it may have ended without our noticing: nobody would read these
@@ -522,15 +453,6 @@ class Worker:
             os.set_blocking(self.outbox.fd, True)
             with contextlib.suppress(OSError):
                 protocol.write_all(self.outbox.fd, bytes(self.outbox.buffer))
-
-
-def _exit_cause(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
 
 
 def main(inbox: int, outbox: int, parent_pid: int) -> None:
