@@ -128,3 +128,16 @@ def test_unknown_worker_options_are_refused() -> None:
     with pytest.raises(InvalidOptions, match="concurrency must be a whole number >= 1"):
         asoq.start_worker(concurrency=0)
     assert asoq_runtime._client is None
+
+
+def test_importing_asoq_imports_no_framework_and_starts_nothing() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, asoq, asoq.wsgi\n"
+        "assert not {'django', 'werkzeug'} & set(sys.modules), sorted(sys.modules)\n"
+        "assert threading.active_count() == 1\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
