@@ -71,6 +71,10 @@ def main(inbox: int, outbox: int, worker_pid: int) -> None:
     reader = FrameReader()
     config = _read_config(inbox, reader)
     sys.path[:] = config["sys_path"]
+    # Log records of task code carry the process name: say which process this is.
+    import multiprocessing
+
+    multiprocessing.current_process().name = "asoq-executor"
     channel = TaskChannel(outbox, config["token"])
     runtime.mark_executor(channel)
     for hook in config["setup"]:

@@ -146,3 +146,10 @@ def wait_for_a_child() -> None:
 @task
 def fail_in_a_child() -> str:
     return fail.delay("child failure").id
+
+
+@task
+def process_name() -> str:
+    import logging
+
+    return logging.makeLogRecord({}).processName or ""

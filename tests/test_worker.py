@@ -43,6 +43,7 @@ def test_a_task_runs_in_an_executor_under_the_worker_and_returns_its_value() -> 
     assert tasks.add.delay(2, 3).result(timeout=10) == 5
     assert tasks.async_add.delay(2, 5).result(timeout=10) == 7
     assert tasks.noop.delay().result(timeout=10) is None
+    assert tasks.process_name.delay().result(timeout=10) == "asoq-executor"  # in its logs too
 
 
 def test_the_handle_has_an_id_and_a_status_that_moves_on(tmp_path: Path) -> None:
