@@ -38,6 +38,8 @@ STOP_GRACE = 5.0
 # The worker reads its pipe all the time (it runs no user code), so a pipe that stays full this
 # long means a worker that is stopped or stuck: enqueuing then fails instead of hanging.
 PIPE_FULL_TIMEOUT = 2.0
+# Starting the worker is a fork+exec: it takes milliseconds, this is a bound for a sick machine.
+SPAWN_TIMEOUT = 30.0
 
 
 class _WorkerGone(Exception):
@@ -62,19 +64,10 @@ class Client:
         self._seq = itertools.count(1)
         self._write_lock = threading.Lock()
         self._idle = threading.Condition()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._spawned = threading.Event()
         inbox_read, self.inbox = protocol.make_pipe()
         outbox_read, outbox_write = protocol.make_pipe()
-        try:
-            self.process = process.spawn(
-                "worker", (inbox_read, outbox_write), (self.pid,), options.python
-            )
-        except OSError as error:
-            os.close(self.inbox)
-            os.close(outbox_read)
-            raise WorkerError(f"cannot start the asoq worker: {error}") from error
-        finally:
-            os.close(inbox_read)
-            os.close(outbox_write)
         config = {
             "token": self.token,
             "sys_path": list(sys.path),
@@ -87,11 +80,40 @@ class Client:
         }
         protocol.write_all(self.inbox, protocol.pickled_frame(protocol.CONFIG, config))
         os.set_blocking(self.inbox, False)  # see send(): a stuck worker must not block callers
+        # The pipes exist now, so tasks can be written at once; the process itself is started
+        # by the reader thread: fork+exec takes milliseconds no first request should wait for.
         self._reader = threading.Thread(
-            target=self._read, args=(outbox_read,), name="asoq-outcomes", daemon=True
+            target=self._spawn_then_read,
+            args=(inbox_read, outbox_write, outbox_read),
+            name="asoq-outcomes",
+            daemon=True,
         )
         self._reader.start()
-        logger.debug("asoq worker %d starting for process %d", self.process.pid, self.pid)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The worker process, once started (this waits for the start if need be)."""
+        if not self._spawned.wait(SPAWN_TIMEOUT) or self._process is None:
+            raise WorkerError("the asoq worker could not be started (see the asoq log)")
+        return self._process
+
+    def _spawn_then_read(self, inbox_read: int, outbox_write: int, outbox_read: int) -> None:
+        try:
+            self._process = process.spawn(
+                "worker", (inbox_read, outbox_write), (self.pid,), self.options.python
+            )
+        except OSError as error:
+            logger.error("cannot start the asoq worker: %s", error)
+        finally:
+            os.close(inbox_read)
+            os.close(outbox_write)
+            self._spawned.set()
+        if self._process is None:
+            os.close(outbox_read)
+            self._worker_gone()
+            return
+        logger.debug("asoq worker %d starting for process %d", self._process.pid, self.pid)
+        self._read(outbox_read)
 
     def prepare(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -248,14 +270,14 @@ class Client:
 
     def _worker_gone(self) -> None:
         self.alive = False
-        returncode = self.process.wait()
+        returncode = self._process.wait() if self._process else None
         handles = list(self.pending.values())
         self.pending.clear()
         self._lost = len(handles)
         if not self.stopping:
             logger.error(
-                "asoq worker %d ended unexpectedly (exit status %s); %d task(s) it held are lost",
-                self.process.pid,
+                "asoq worker %s ended unexpectedly (exit status %s); %d task(s) it held are lost",
+                self._process.pid if self._process else "(never started)",
                 returncode,
                 len(handles),
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -139,7 +140,9 @@ class WorkerOptions:
             fail(f"drain_timeout must be a number of seconds >= 0, not {built.drain_timeout!r}")
         if not isinstance(built.eager, bool):
             fail(f"eager must be True or False, not {built.eager!r}")
-        if built.python is not None and not isinstance(built.python, str):
+        if built.python is not None and not (
+            isinstance(built.python, str) and os.access(built.python, os.X_OK)
+        ):
             fail(f"python must be the path of an interpreter or None, not {built.python!r}")
         return built
 

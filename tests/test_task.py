@@ -127,6 +127,8 @@ def test_unknown_worker_options_are_refused() -> None:
         asoq.start_worker(workers=2)
     with pytest.raises(InvalidOptions, match="concurrency must be a whole number >= 1"):
         asoq.start_worker(concurrency=0)
+    with pytest.raises(InvalidOptions, match="python must be the path of an interpreter"):
+        asoq.start_worker(python="/nowhere/python3")
     assert asoq_runtime._client is None
 
 
