@@ -80,8 +80,9 @@ class Client:
         }
         protocol.write_all(self.inbox, protocol.pickled_frame(protocol.CONFIG, config))
         os.set_blocking(self.inbox, False)  # see send(): a stuck worker must not block callers
-        # The pipes exist now, so tasks can be written at once; the process itself is started
-        # by the reader thread: fork+exec takes milliseconds no first request should wait for.
+        # The process itself is started by the reader thread: its fork+exec takes milliseconds,
+        # which a request that starts the worker but enqueues nothing never waits for, and a
+        # request that does enqueue overlaps with its own work until its first send().
         self._reader = threading.Thread(
             target=self._spawn_then_read,
             args=(inbox_read, outbox_write, outbox_read),
@@ -138,7 +139,15 @@ class Client:
         ``PIPE_FULL_TIMEOUT`` for the worker to read, then raise ``_PipeFull`` with nothing
         written. Once part of the frames is in, the rest must follow (a cut frame would
         corrupt the stream), so a worker that stops reading then is killed.
+
+        The first calls wait for the worker's process to exist: frames in a pipe that no other
+        process holds would die with this one (a gunicorn worker recycled after a few
+        requests, a caller that calls ``os._exit()`` next).
         """
+        if not self._spawned.is_set() and (
+            not self._spawned.wait(SPAWN_TIMEOUT) or self._process is None
+        ):
+            raise _WorkerGone
         with self._write_lock:
             try:
                 written = os.write(self.inbox, frames)

@@ -80,23 +80,7 @@ def resolved_options(explicit: dict[str, Any] | None = None) -> WorkerOptions:
 
 def ensure_worker(explicit: dict[str, Any]) -> None:
     """Start this process's worker unless it has one (the WSGI middleware's first request)."""
-    global _client, _options
-    if _in_executor:
-        return
-    with _lock:
-        client = _own_client()
-        if client is not None and client.alive:
-            if explicit and resolved_options(explicit) != client.options:
-                logger.warning(
-                    "asoq worker %d already runs with %s; the options given here (%s) are not used",
-                    client.process.pid,
-                    client.options,
-                    explicit,
-                )
-            return
-        _options = options = resolved_options(explicit)
-        if not options.eager:
-            _client = Client(options)
+    _start(explicit, strict=False)
 
 
 def enqueue(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -139,20 +123,32 @@ def start_worker(**options: Any) -> None:
     Takes the :class:`~asoq.options.WorkerOptions` names. Calling it again is a no-op; calling
     it with other options while a worker runs is an error. In an executor it does nothing.
     """
+    _start(options, strict=True)
+
+
+def _start(explicit: dict[str, Any], strict: bool) -> None:
+    """Start a worker with ``explicit`` options over the defaults, unless one runs already:
+    then different options are an error (``strict``) or a warning."""
     global _client, _options
     if _in_executor:
         return
-    built = resolved_options(options) if options else None
     with _lock:
         client = _own_client()
         if client is not None and client.alive:
-            if built is not None and built != client.options:
-                raise WorkerError(
-                    "start_worker(): a worker already runs with other options; "
-                    "call stop_worker() first"
+            if explicit and resolved_options(explicit) != client.options:
+                if strict:
+                    raise WorkerError(
+                        "start_worker(): a worker already runs with other options; "
+                        "call stop_worker() first"
+                    )
+                logger.warning(
+                    "asoq worker %d already runs with %s; the options given here (%s) are not used",
+                    client.process.pid,
+                    client.options,
+                    explicit,
                 )
             return
-        _options = built or resolved_options()
+        _options = resolved_options(explicit)
         if not _options.eager:
             _client = Client(_options)
 

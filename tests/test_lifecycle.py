@@ -231,3 +231,21 @@ def test_a_forked_process_starts_its_own_worker_and_leaves_the_parents_alone(
     assert child_worker != parent_worker
     assert child_worker_parent == child
     assert parent_worker_after == parent_worker
+
+
+FIRST_CALL_THEN_EXIT = """
+import os, sys
+from tests import tasks
+
+tasks.record.delay(sys.argv[1], "the only one")  # this call also starts the worker
+os._exit(0)
+"""
+
+
+def test_the_very_first_task_survives_an_immediate_os_exit(script: Script, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    script.run(FIRST_CALL_THEN_EXIT, str(log))
+    wait_for(lambda: read_records(log), timeout=20, what="the task to run")
+    (record,) = read_records(log)
+    assert record["value"] == "the only one"
+    script.pids.extend([int(record["pid"]), int(record["ppid"])])  # type: ignore[call-overload]
