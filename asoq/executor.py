@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import inspect
 import itertools
 import os
 import pickle
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 # this: the worker times a task from the moment the previous outcome arrives.
 _FLUSH_AFTER = 0.001
 
-_resolved: dict[str, Callable[..., Any]] = {}
+_resolved: dict[bytes, Task[..., Any]] = {}
 # Context managers that setup hooks asked to wrap every task in (Django's connection care).
 _around_task: list[Callable[[], AbstractContextManager[None]]] = []
 
@@ -87,12 +86,9 @@ def main(inbox: int, outbox: int, worker_pid: int) -> None:
 
 
 def _read_config(inbox: int, reader: FrameReader) -> dict[str, Any]:
-    frames: list[tuple[int, bytes]] = []
-    while not frames:
-        data = os.read(inbox, protocol.READ_SIZE)
-        if not data:
-            raise SystemExit(0)
-        frames = reader.feed(data)
+    frames = protocol.read_first(inbox, reader)
+    if not frames:
+        raise SystemExit(0)  # the worker died before it could say anything
     kind, frame = frames[0]
     assert kind == protocol.CONFIG and len(frames) == 1, "the worker sends its config alone"
     config: dict[str, Any] = protocol.read_pickled(frame)
@@ -120,16 +116,16 @@ def run(frame: bytes) -> bytes:
     head = protocol.read_task(frame)
     started = time.perf_counter()
     try:
-        func = _resolve(head.name)
+        task = _resolve(head.name)
         args, kwargs = pickle.loads(memoryview(frame)[head.payload_offset :])
         if _around_task:
             with contextlib.ExitStack() as stack:
                 for around in _around_task:
                     stack.enter_context(around())
-                value = _call(func, args, kwargs)
+                value = task.run(args, kwargs)
         else:
-            value = _call(func, args, kwargs)
-        payload = b"" if value is None else _pickle_result(head.name, value)
+            value = task.run(args, kwargs)
+        payload = b"" if value is None else _pickle_result(task.name, value)
         ok = True
     # A task's SystemExit or KeyboardInterrupt is that task's failure, not the executor's.
     except BaseException as error:
@@ -140,25 +136,17 @@ def run(frame: bytes) -> bytes:
     return DONE_HEAD.pack(size, protocol.DONE, head.seq, ok, duration) + payload
 
 
-def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    value = func(*args, **kwargs)
-    if inspect.iscoroutine(value):
-        import asyncio
-
-        value = asyncio.run(value)
-    return value
-
-
-def _resolve(name: str) -> Callable[..., Any]:
-    func = _resolved.get(name)
-    if func is None:
+def _resolve(encoded: bytes) -> Task[..., Any]:
+    task = _resolved.get(encoded)
+    if task is None:
         from .task import Task
 
+        name = encoded.decode()
         target = _import(name)
         if not isinstance(target, Task) or target.name != name:
             raise LookupError(f"{name} is not the asoq task of that name (found {target!r})")
-        func = _resolved[name] = target.func
-    return func
+        task = _resolved[encoded] = target
+    return task
 
 
 def _import(name: str) -> Any:

@@ -63,13 +63,16 @@ def task_frame(seq: int, due: float, options: bytes, payload: bytes) -> bytes:
 
 @dataclass(slots=True)
 class TaskHeader:
+    """What a task frame says besides its arguments; ``name`` is left encoded (readers cache
+    the decoded names: a process sees the same few names over and over)."""
+
     seq: int
     priority: int
     due: float
     time_limit: float
     retries: int
     retry_backoff: float
-    name: str
+    name: bytes
     payload_offset: int
 
 
@@ -78,9 +81,10 @@ def read_task(frame: bytes) -> TaskHeader:
     priority, time_limit, retries, backoff, name_len = TASK_OPTIONS.unpack_from(
         frame, TASK_CALL.size
     )
-    start = TASK_HEAD_SIZE
-    name = frame[start : start + name_len].decode()
-    return TaskHeader(seq, priority, due, time_limit, retries, backoff, name, start + name_len)
+    end = TASK_HEAD_SIZE + name_len
+    return TaskHeader(
+        seq, priority, due, time_limit, retries, backoff, frame[TASK_HEAD_SIZE:end], end
+    )
 
 
 def seq_frame(kind: int, seq: int) -> bytes:
@@ -185,6 +189,17 @@ class FrameReader:
             position = stop
         del buffer[:position]
         return frames
+
+
+def read_first(fd: int, reader: FrameReader) -> list[tuple[int, bytes]]:
+    """Block until ``fd`` yields at least one whole frame; ``[]`` if it closes first."""
+    frames: list[tuple[int, bytes]] = []
+    while not frames:
+        data = os.read(fd, READ_SIZE)
+        if not data:
+            return []
+        frames = reader.feed(data)
+    return frames
 
 
 def make_pipe() -> tuple[int, int]:

@@ -10,8 +10,6 @@ executor's own worker; eager mode runs them inline.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import itertools
 import os
 import pickle
@@ -110,9 +108,7 @@ def _run_eagerly(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     args, kwargs = pickle.loads(pickle_arguments(task.name, args, kwargs))
     handle: TaskHandle[Any] = TaskHandle(task.name, "eager", next(_eager_ids))
     handle._started(1)
-    value = task.func(*args, **kwargs)
-    if inspect.iscoroutine(value):
-        value = asyncio.run(value)
+    value = task.run(args, kwargs)
     handle._finish(True, b"", 1, value)
     return handle
 

@@ -43,6 +43,16 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
+    def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the call to its end, as a worker does: an ``async def`` task's coroutine is
+        run with ``asyncio.run`` (the executor, and eager mode, have no loop of their own)."""
+        value = self.func(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            import asyncio
+
+            value = asyncio.run(value)
+        return value
+
     def using(self, **options: Any) -> Task[P, R]:
         """A copy of this task with some options changed, e.g. ``send.using(countdown=5)``."""
         copy = object.__new__(Task)

@@ -24,9 +24,6 @@ from . import logs, process, protocol
 from .executor_process import EXIT_GRACE, ExecutorProcess, exit_cause
 from .protocol import (
     DONE_HEAD,
-    TASK_CALL,
-    TASK_HEAD_SIZE,
-    TASK_OPTIONS,
     Failure,
     FrameReader,
     Sink,
@@ -217,15 +214,20 @@ class Worker:
                 self.close("its process asked it to stop", timeout)
 
     def accept(self, frame: bytes, origin: str = "") -> None:
-        _, _, seq, due = TASK_CALL.unpack_from(frame)
-        priority, limit, retries, backoff, name_size = TASK_OPTIONS.unpack_from(
-            frame, TASK_CALL.size
-        )
-        raw = frame[TASK_HEAD_SIZE : TASK_HEAD_SIZE + name_size]
-        name = self.names.get(raw)
+        head = protocol.read_task(frame)
+        name = self.names.get(head.name)
         if name is None:
-            name = self.names[raw] = raw.decode()
-        job = Job(seq, name, priority, limit, retries, backoff, frame, origin=origin)
+            name = self.names[head.name] = head.name.decode()
+        job = Job(
+            head.seq,
+            name,
+            head.priority,
+            head.time_limit,
+            head.retries,
+            head.retry_backoff,
+            frame,
+            origin=origin,
+        )
         if origin:
             # The client bounds its own tasks; these only the worker sees, so it bounds them.
             if len(self.queue) >= self.config["max_pending"]:
@@ -239,8 +241,8 @@ class Worker:
                 return
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("Task %s[%s] enqueued by a task", name, self.id(job))
-        if due:
-            self.queue.push(job, time.monotonic() + max(0.0, due - time.time()))
+        if head.due:
+            self.queue.push(job, time.monotonic() + max(0.0, head.due - time.time()))
         else:
             self.queue.push(job)
 
@@ -457,12 +459,9 @@ class Worker:
 
 def main(inbox: int, outbox: int, parent_pid: int) -> None:
     reader = FrameReader()
-    frames: list[tuple[int, bytes]] = []
-    while not frames:
-        data = os.read(inbox, protocol.READ_SIZE)
-        if not data:
-            return  # the parent died before it could say anything
-        frames = reader.feed(data)
+    frames = protocol.read_first(inbox, reader)
+    if not frames:
+        return  # the parent died before it could say anything
     config: dict[str, Any] = protocol.read_pickled(frames[0][1])
     worker = Worker(config, inbox, outbox, parent_pid)
     package_logger = logging.getLogger("asoq")
